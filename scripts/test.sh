@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs the reference tools the golden tests
+# compare against (Nix from Debian's nix-bin, git, a Python venv with swh-model for `swh identify`),
+# then runs formatting, lint and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+command -v nix-store >/dev/null || need_apt+=(nix-bin)
+command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} from Debian"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+venv="${SWH_BRIDGE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge/venv}"
+if ! "$venv/bin/swh" identify --help >/dev/null 2>&1; then
+  echo "installing swh-model into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'swh.model[cli]'
+fi
+export PATH="$venv/bin:$PATH"
+# Tests never reach a binary cache: the default substituter is off this machine.
+export NIX_CONFIG=$'substituters =\nexperimental-features = nix-command'
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

@@ -1,0 +1,96 @@
+use std::io::Write;
+use std::path::Path;
+
+use super::MAGIC;
+use crate::hashing::tree::disk::{self, WalkOptions};
+use crate::hashing::tree::{TreeError, TreeSink};
+
+const ZEROS: [u8; 8] = [0; 8];
+
+fn padding(len: u64) -> usize {
+    ((8 - len % 8) % 8) as usize
+}
+
+/// Serialises tree events as a NAR into `W`.
+///
+/// Keyword tokens are written in many small pieces: give it a buffered writer.
+pub struct NarWriter<W: Write> {
+    out: W,
+    /// Bytes still owed by the open file, for the padding after it.
+    file_size: u64,
+}
+
+impl<W: Write> NarWriter<W> {
+    /// Writes the magic; the tree's events follow.
+    pub fn new(mut out: W) -> Result<Self, TreeError> {
+        write_str(&mut out, MAGIC)?;
+        Ok(NarWriter { out, file_size: 0 })
+    }
+
+    /// The writer, once the tree is complete.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn tokens(&mut self, tokens: &[&[u8]]) -> Result<(), TreeError> {
+        for token in tokens {
+            write_str(&mut self.out, token)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_str(out: &mut impl Write, s: &[u8]) -> Result<(), TreeError> {
+    let len = s.len() as u64;
+    out.write_all(&len.to_le_bytes()).map_err(TreeError::NarOutput)?;
+    out.write_all(s).map_err(TreeError::NarOutput)?;
+    out.write_all(&ZEROS[..padding(len)]).map_err(TreeError::NarOutput)
+}
+
+impl<W: Write> TreeSink for NarWriter<W> {
+    fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
+        if executable {
+            self.tokens(&[b"(", b"type", b"regular", b"executable", b"", b"contents"])?;
+        } else {
+            self.tokens(&[b"(", b"type", b"regular", b"contents"])?;
+        }
+        self.file_size = size;
+        self.out.write_all(&size.to_le_bytes()).map_err(TreeError::NarOutput)
+    }
+
+    fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
+        self.out.write_all(data).map_err(TreeError::NarOutput)
+    }
+
+    fn file_end(&mut self) -> Result<(), TreeError> {
+        self.out.write_all(&ZEROS[..padding(self.file_size)]).map_err(TreeError::NarOutput)?;
+        self.tokens(&[b")"])
+    }
+
+    fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError> {
+        self.tokens(&[b"(", b"type", b"symlink", b"target", target, b")"])
+    }
+
+    fn directory_start(&mut self) -> Result<(), TreeError> {
+        self.tokens(&[b"(", b"type", b"directory"])
+    }
+
+    fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError> {
+        self.tokens(&[b"entry", b"(", b"name", name, b"node"])
+    }
+
+    fn entry_end(&mut self) -> Result<(), TreeError> {
+        self.tokens(&[b")"])
+    }
+
+    fn directory_end(&mut self) -> Result<(), TreeError> {
+        self.tokens(&[b")"])
+    }
+}
+
+/// Writes the NAR of the tree at `path` to `out` (what `nix-store --dump PATH` prints).
+pub fn dump_path(path: &Path, out: impl Write) -> Result<(), TreeError> {
+    let mut writer = NarWriter::new(std::io::BufWriter::with_capacity(256 * 1024, out))?;
+    disk::walk(path, &WalkOptions::nix(), &mut writer)?;
+    writer.into_inner().flush().map_err(TreeError::NarOutput)
+}

@@ -1,0 +1,210 @@
+//! Trees as a stream of events, so that one walk can feed several consumers.
+//!
+//! A tree is a file, a symlink or a directory of named trees: exactly what both NAR and git trees
+//! can hold (no owners, times, or modes beyond the executable bit). Sources produce the events
+//! ([`disk::walk`] for an on-disk tree, [`memory::Node::visit`] for an in-memory one,
+//! [`crate::hashing::nar::parse`] for a NAR stream); sinks consume them
+//! ([`crate::hashing::nar::NarWriter`], [`crate::hashing::swhid_hasher::SwhidHasher`],
+//! [`disk::Restorer`], [`memory::NodeBuilder`]); [`Tee`] feeds two sinks at once.
+//!
+//! The events of one node, as a grammar:
+//!
+//! ```text
+//! node  = file_start file_data* file_end
+//!       | symlink
+//!       | directory_start (entry_start node entry_end)* directory_end
+//! ```
+//!
+//! Sources emit directory entries in NAR order (ascending raw name bytes); a sink that needs
+//! another order (git) sorts for itself.
+
+pub mod disk;
+pub mod memory;
+
+use std::io;
+use std::path::PathBuf;
+
+use super::Hash;
+
+/// A consumer of tree events (see the module docs for their order).
+pub trait TreeSink {
+    /// A regular file of exactly `size` bytes starts; its bytes follow in `file_data` calls.
+    fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError>;
+    fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError>;
+    fn file_end(&mut self) -> Result<(), TreeError>;
+    fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError>;
+    fn directory_start(&mut self) -> Result<(), TreeError>;
+    /// The next node is the directory entry called `name`.
+    fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError>;
+    fn entry_end(&mut self) -> Result<(), TreeError>;
+    fn directory_end(&mut self) -> Result<(), TreeError>;
+}
+
+impl<S: TreeSink + ?Sized> TreeSink for &mut S {
+    fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
+        (**self).file_start(executable, size)
+    }
+    fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
+        (**self).file_data(data)
+    }
+    fn file_end(&mut self) -> Result<(), TreeError> {
+        (**self).file_end()
+    }
+    fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError> {
+        (**self).symlink(target)
+    }
+    fn directory_start(&mut self) -> Result<(), TreeError> {
+        (**self).directory_start()
+    }
+    fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError> {
+        (**self).entry_start(name)
+    }
+    fn entry_end(&mut self) -> Result<(), TreeError> {
+        (**self).entry_end()
+    }
+    fn directory_end(&mut self) -> Result<(), TreeError> {
+        (**self).directory_end()
+    }
+}
+
+/// Feeds every event to two sinks, first `A`, then `B`.
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: TreeSink, B: TreeSink> TreeSink for Tee<A, B> {
+    fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
+        self.0.file_start(executable, size)?;
+        self.1.file_start(executable, size)
+    }
+    fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
+        self.0.file_data(data)?;
+        self.1.file_data(data)
+    }
+    fn file_end(&mut self) -> Result<(), TreeError> {
+        self.0.file_end()?;
+        self.1.file_end()
+    }
+    fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError> {
+        self.0.symlink(target)?;
+        self.1.symlink(target)
+    }
+    fn directory_start(&mut self) -> Result<(), TreeError> {
+        self.0.directory_start()?;
+        self.1.directory_start()
+    }
+    fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError> {
+        self.0.entry_start(name)?;
+        self.1.entry_start(name)
+    }
+    fn entry_end(&mut self) -> Result<(), TreeError> {
+        self.0.entry_end()?;
+        self.1.entry_end()
+    }
+    fn directory_end(&mut self) -> Result<(), TreeError> {
+        self.0.directory_end()?;
+        self.1.directory_end()
+    }
+}
+
+/// Everything that can go wrong reading, writing or checking a tree.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("failed to read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to hash {}: it is a {kind}, and NAR and git trees hold only files, directories and symlinks", path.display())]
+    UnsupportedType { path: PathBuf, kind: &'static str },
+    #[error("failed to read {}: it changed while being read (expected {expected} bytes, found {found})", path.display())]
+    ChangedWhileReading { path: PathBuf, expected: u64, found: u64 },
+    #[error("failed to write the NAR stream")]
+    NarOutput(#[source] io::Error),
+    #[error("failed to read the NAR stream")]
+    NarInput(#[source] io::Error),
+    #[error("malformed NAR at byte {offset}: {reason}")]
+    MalformedNar { offset: u64, reason: String },
+    #[error("refusing archive member `{path}`: {reason}")]
+    HostileMember { path: String, reason: String },
+    #[error("failed to read the archive")]
+    Archive(#[source] io::Error),
+    #[error("refusing the tree: it exceeds the limit of {limit} {what}")]
+    LimitExceeded { what: &'static str, limit: u64 },
+    #[error("failed to restore to {}: it already exists", path.display())]
+    DestinationExists { path: PathBuf },
+    #[error("hash mismatch: expected {expected}, got {actual}")]
+    HashMismatch { expected: Hash, actual: Hash },
+}
+
+/// Bounds on what a tree read from untrusted input may hold, so that a decompression bomb or a
+/// hostile stream is refused before it fills memory or disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Total bytes of file contents.
+    pub max_bytes: u64,
+    /// Number of files, symlinks and directories.
+    pub max_nodes: u64,
+}
+
+impl Limits {
+    /// No bound: for trees the user already has on disk.
+    pub const UNLIMITED: Limits = Limits { max_bytes: u64::MAX, max_nodes: u64::MAX };
+}
+
+impl Default for Limits {
+    /// Generous for real sources (the largest Nixpkgs tarballs unpack to a few GiB).
+    fn default() -> Self {
+        Limits { max_bytes: 64 << 30, max_nodes: 10_000_000 }
+    }
+}
+
+/// Counts what a stream has produced so far against [`Limits`].
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    limits: Option<Limits>,
+    bytes: u64,
+    nodes: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: Limits) -> Budget {
+        Budget { limits: Some(limits), bytes: 0, nodes: 0 }
+    }
+
+    pub(crate) fn node(&mut self) -> Result<(), TreeError> {
+        self.nodes += 1;
+        match self.limits {
+            Some(l) if self.nodes > l.max_nodes => {
+                Err(TreeError::LimitExceeded { what: "files and directories", limit: l.max_nodes })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn bytes(&mut self, n: u64) -> Result<(), TreeError> {
+        self.bytes = self.bytes.saturating_add(n);
+        match self.limits {
+            Some(l) if self.bytes > l.max_bytes => {
+                Err(TreeError::LimitExceeded { what: "bytes of file contents", limit: l.max_bytes })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a directory entry name cannot stand in a NAR or on disk, if it cannot.
+pub fn invalid_name_reason(name: &[u8]) -> Option<&'static str> {
+    match name {
+        b"" => Some("the name is empty"),
+        b"." | b".." => Some("the name is `.` or `..`"),
+        _ if name.contains(&b'/') => Some("the name contains `/`"),
+        _ if name.contains(&0) => Some("the name contains a NUL byte"),
+        _ => None,
+    }
+}

@@ -1,0 +1,6 @@
+//! swh-bridge keeps Nix builds working when upstream source URLs vanish, by finding the sources
+//! in the Software Heritage archive and handing back exactly the bytes their hashes promise.
+//!
+//! See `ARCHITECTURE.md` for how the modules fit together.
+
+pub mod hashing;

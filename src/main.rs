@@ -1,0 +1,248 @@
+//! The `swh-bridge` command: parses arguments, calls the library, prints.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use swh_bridge::hashing::swhid::content_id_of_reader;
+use swh_bridge::hashing::tree::Limits;
+use swh_bridge::hashing::tree::disk::{ExecutableRule, WalkOptions};
+use swh_bridge::hashing::{Encoding, Hash, HashAlgo, nar, tree_hasher};
+
+#[derive(Parser)]
+#[command(
+    name = "swh-bridge",
+    version,
+    about = "Keep Nix builds working when upstream sources vanish, with Software Heritage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute and convert the hashes Nix and Software Heritage use.
+    #[command(subcommand)]
+    Hash(HashCommand),
+    /// Write and read NAR (Nix ARchive) streams.
+    #[command(subcommand)]
+    Nar(NarCommand),
+}
+
+#[derive(Subcommand)]
+enum HashCommand {
+    /// Hash a file or directory tree: its NAR hash (as `nix hash path`), its SWHID (as
+    /// `swh identify`), or both in one pass.
+    Path {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long = "type", value_enum, default_value_t = PathHashType::Nar)]
+        hash_type: PathHashType,
+        /// Digest algorithm of the NAR hash.
+        #[arg(long, default_value = "sha256")]
+        algo: HashAlgo,
+        /// Encoding of the NAR hash.
+        #[arg(long, default_value = "sri")]
+        format: Encoding,
+        /// Count a file as executable if any execute bit is set, as swh-model (`swh identify`,
+        /// SWH's loaders) does, instead of only the owner's as git and Nix do.
+        #[arg(long)]
+        any_exec_bit: bool,
+        /// Print JSON; with `--type all` it lists every file's content SWHID.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hash files' bytes (as `nix hash file` and `nix-hash --flat`), or give their content SWHID.
+    File {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long = "type", value_enum, default_value_t = FileHashType::Flat)]
+        hash_type: FileHashType,
+        #[arg(long, default_value = "sha256")]
+        algo: HashAlgo,
+        #[arg(long, default_value = "sri")]
+        format: Encoding,
+    },
+    /// Re-encode hashes (as `nix hash to-sri`, `to-base32`, `to-base16`, `to-base64`).
+    Convert {
+        #[arg(required = true)]
+        hashes: Vec<String>,
+        /// Target encoding.
+        #[arg(long)]
+        to: Encoding,
+        /// Algorithm of bare hashes; required when the length does not tell it.
+        #[arg(long)]
+        algo: Option<HashAlgo>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PathHashType {
+    /// The NAR hash (recursive fixed-output hash).
+    Nar,
+    /// The SWHID (`swh:1:dir:` for a directory, `swh:1:cnt:` for a file).
+    Swhid,
+    /// Both, reading every file once.
+    All,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FileHashType {
+    /// The hash of the bytes (flat fixed-output hash).
+    Flat,
+    /// The content SWHID (`swh:1:cnt:`).
+    Swhid,
+}
+
+#[derive(Subcommand)]
+enum NarCommand {
+    /// Write the NAR of PATH to standard output (as `nix-store --dump`).
+    Dump { path: PathBuf },
+    /// Unpack a NAR from standard input to DEST, which must not exist (as `nix-store --restore`).
+    Restore {
+        dest: PathBuf,
+        /// Refuse the NAR unless it has this hash; nothing is left at DEST then.
+        #[arg(long)]
+        expect: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Hash(HashCommand::Path { paths, hash_type, algo, format, any_exec_bit, json }) => {
+            if any_exec_bit && hash_type != PathHashType::Swhid {
+                bail!("--any-exec-bit applies to --type swhid only: Nix's NAR counts the owner's execute bit");
+            }
+            let options =
+                WalkOptions { executable: if any_exec_bit { ExecutableRule::Any } else { ExecutableRule::Owner } };
+            each(&paths, |path, out| {
+                let shown = path.display();
+                match hash_type {
+                    PathHashType::Nar => {
+                        let hash =
+                            tree_hasher::nar_hash(path, algo).with_context(|| format!("failed to hash {shown}"))?;
+                        print_one(out, json, path, json!({ "nar": hash.to_sri() }), &hash.encode(format))
+                    }
+                    PathHashType::Swhid => {
+                        let swhid =
+                            tree_hasher::swhid(path, &options).with_context(|| format!("failed to hash {shown}"))?;
+                        print_one(out, json, path, json!({ "swhid": swhid.to_string() }), &swhid.to_string())
+                    }
+                    PathHashType::All => {
+                        let hashes =
+                            tree_hasher::hash_tree(path, algo).with_context(|| format!("failed to hash {shown}"))?;
+                        let contents: Vec<_> = hashes
+                            .contents
+                            .iter()
+                            .map(|c| {
+                                let mut entry = path_json(&c.path);
+                                entry["swhid"] = json!(c.swhid.to_string());
+                                entry
+                            })
+                            .collect();
+                        let value = json!({
+                            "nar": hashes.nar.to_sri(),
+                            "swhid": hashes.swhid.to_string(),
+                            "contents": contents,
+                        });
+                        print_one(out, json, path, value, &format!("{}\t{}", hashes.nar.encode(format), hashes.swhid))
+                    }
+                }
+            })
+        }
+        Command::Hash(HashCommand::File { files, hash_type, algo, format }) => each(&files, |path, out| {
+            let text = match hash_type {
+                FileHashType::Flat => tree_hasher::file_hash(path, algo)?.encode(format),
+                FileHashType::Swhid => {
+                    let file =
+                        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+                    let len = file.metadata()?.len();
+                    content_id_of_reader(file, len)
+                        .with_context(|| format!("failed to read {}", path.display()))?
+                        .to_string()
+                }
+            };
+            writeln!(out, "{text}")?;
+            Ok(())
+        }),
+        Command::Hash(HashCommand::Convert { hashes, to, algo }) => {
+            let mut out = io::stdout().lock();
+            for text in &hashes {
+                let hash = Hash::parse(text, algo)?;
+                writeln!(out, "{}", hash.encode(to))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nar(NarCommand::Dump { path }) => {
+            nar::dump_path(&path, io::stdout().lock()).with_context(|| format!("failed to dump {}", path.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nar(NarCommand::Restore { dest, expect }) => {
+            let expected = expect.as_deref().map(|h| Hash::parse(h, None)).transpose()?;
+            let restored = nar::restore(io::stdin().lock(), &dest, expected.as_ref(), Limits::default())
+                .with_context(|| format!("failed to restore {}", dest.display()))?;
+            eprintln!("restored {} ({} NAR bytes, {})", dest.display(), restored.nar_size, restored.nar_hash);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `job` for every path, reporting each failure and going on; fails if any failed.
+fn each(paths: &[PathBuf], mut job: impl FnMut(&std::path::Path, &mut dyn Write) -> Result<()>) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    let mut failed = 0;
+    for path in paths {
+        if let Err(err) = job(path, &mut out) {
+            eprintln!("error: {err:#}");
+            failed += 1;
+        }
+    }
+    out.flush()?;
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_one(
+    out: &mut dyn Write,
+    json: bool,
+    path: &std::path::Path,
+    mut value: serde_json::Value,
+    text: &str,
+) -> Result<()> {
+    if json {
+        use std::os::unix::ffi::OsStrExt;
+        let mut described = path_json(path.as_os_str().as_bytes());
+        if let (Some(obj), Some(extra)) = (described.as_object_mut(), value.as_object_mut()) {
+            obj.append(extra);
+        }
+        writeln!(out, "{described}")?;
+    } else {
+        writeln!(out, "{text}")?;
+    }
+    Ok(())
+}
+
+/// A path as JSON: `path` (lossy when not UTF-8), plus `path_base64` with the exact bytes when the
+/// path is not UTF-8, so that nothing is lost.
+fn path_json(path: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(path) {
+        Ok(text) => json!({ "path": text }),
+        Err(_) => json!({
+            "path": String::from_utf8_lossy(path),
+            "path_base64": data_encoding::BASE64.encode(path),
+        }),
+    }
+}
