@@ -128,10 +128,7 @@ impl Node {
                 }
                 tar::EntryType::Directory => Node::empty_directory(),
                 tar::EntryType::Symlink => {
-                    let target = member.link_name_bytes().ok_or_else(|| TreeError::HostileMember {
-                        path: shown.clone(),
-                        reason: "a symlink without a target".into(),
-                    })?;
+                    let target = member.link_name_bytes().unwrap_or_default();
                     if target.is_empty() || target.contains(&0) {
                         return Err(TreeError::HostileMember {
                             path: shown,

@@ -1,0 +1,46 @@
+//! The command line: errors name the input and what is wrong, and the exit code says failure.
+
+use crate::util::{bridge, failure, temp_dir};
+
+#[test]
+fn bad_hashes_are_named_with_the_reason() {
+    let stderr = failure(bridge().args(["hash", "convert", "--to", "hex", "sha256-tooshort"]));
+    assert!(stderr.contains("`sha256-tooshort`") && stderr.contains("needs 44 base64 characters"), "{stderr}");
+
+    let ambiguous = "0".repeat(32);
+    let stderr = failure(bridge().args(["hash", "convert", "--to", "sri", &ambiguous]));
+    assert!(stderr.contains("md5 in hex or sha1 in nix32") && stderr.contains("name the algorithm"), "{stderr}");
+
+    let sri = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let stderr = failure(bridge().args(["hash", "convert", "--to", "hex", "--algo", "sha512", sri]));
+    assert!(stderr.contains("it is sha256, but sha512 was expected"), "{stderr}");
+
+    let stderr = failure(bridge().args(["hash", "convert", "--to", "hex", "--algo", "sha256", &"e".repeat(52)]));
+    assert!(stderr.contains("not valid Nix base32"), "{stderr}");
+}
+
+#[test]
+fn one_failing_path_does_not_hide_the_others() {
+    let tmp = temp_dir();
+    let good = tmp.path().join("good");
+    std::fs::write(&good, b"x").unwrap();
+    let out = bridge().args(["hash", "path"]).arg(tmp.path().join("missing")).arg(&good).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed to hash") && stderr.contains("missing"), "{stderr}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn any_exec_bit_is_refused_for_nar_hashes() {
+    let tmp = temp_dir();
+    let stderr = failure(bridge().args(["hash", "path", "--any-exec-bit"]).arg(tmp.path()));
+    assert!(stderr.contains("--any-exec-bit applies to --type swhid only"), "{stderr}");
+}
+
+#[test]
+fn restore_refuses_an_existing_destination() {
+    let tmp = temp_dir();
+    let stderr = failure(bridge().args(["nar", "restore"]).arg(tmp.path()));
+    assert!(stderr.contains("already exists"), "{stderr}");
+}

@@ -1,0 +1,302 @@
+//! Hashes and NARs compared with the reference tools on generated trees.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use swh_bridge::hashing::tree::Limits;
+use swh_bridge::hashing::tree::disk::{ExecutableRule, WalkOptions};
+use swh_bridge::hashing::tree::memory::Node;
+use swh_bridge::hashing::{HashAlgo, nar, tree_hasher};
+
+use crate::util::{TreeShape, bridge, line, make_tree, output, regular_files, temp_dir, tool};
+
+const WITH_EMPTY_DIRS: TreeShape = TreeShape { empty_dirs: true };
+
+#[test]
+fn nar_dump_is_nix_store_dump_byte_for_byte() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    let reference = output(tool("nix-store").arg("--dump").arg(&root));
+
+    let mut ours = Vec::new();
+    nar::dump_path(&root, &mut ours).unwrap();
+    assert!(ours == reference, "library NAR differs from nix-store --dump");
+    assert!(output(bridge().args(["nar", "dump"]).arg(&root)) == reference, "CLI NAR differs from nix-store --dump");
+
+    // Roots that are not directories.
+    for single in ["x755", "r600", "empty", "link-dangling", "big.bin"] {
+        let path = root.join(single);
+        let mut ours = Vec::new();
+        nar::dump_path(&path, &mut ours).unwrap();
+        assert!(ours == output(tool("nix-store").arg("--dump").arg(&path)), "NAR of {single} differs");
+    }
+}
+
+#[test]
+fn nar_hash_matches_nix_hash_for_every_algorithm_and_encoding() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    for path in [root.clone(), root.join("x744"), root.join("link-relative")] {
+        for algo in ["md5", "sha1", "sha256", "sha512"] {
+            // nix-hash prints hex unless told otherwise (2.8 has no --base16).
+            for (flags, format) in [(&[][..], "hex"), (&["--base32"][..], "nix32")] {
+                let reference = line(tool("nix-hash").args(["--type", algo]).args(flags).arg(&path));
+                let ours = line(bridge().args(["hash", "path", "--algo", algo, "--format", format]).arg(&path));
+                assert_eq!(ours, reference, "{algo} {format} of {}", path.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn nar_hash_matches_nix_hash_path_in_every_format() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    for algo in ["sha256", "sha512", "sha1"] {
+        for (flag, format) in [("--sri", "sri"), ("--base64", "base64"), ("--base32", "nix32"), ("--base16", "hex")] {
+            let reference = line(tool("nix").args(["hash", "path", "--type", algo, flag]).arg(&root));
+            let ours = line(bridge().args(["hash", "path", "--algo", algo, "--format", format]).arg(&root));
+            assert_eq!(ours, reference, "{algo} {format}");
+        }
+    }
+    assert_eq!(line(bridge().args(["hash", "path"]).arg(&root)), line(tool("nix").args(["hash", "path"]).arg(&root)));
+}
+
+#[test]
+fn flat_hash_matches_nix_hash_flat_and_nix_hash_file() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    for file in ["big.bin", "empty", "x654"] {
+        let path = root.join(file);
+        for algo in ["md5", "sha1", "sha256", "sha512"] {
+            for (flags, format) in [(&[][..], "hex"), (&["--base32"][..], "nix32")] {
+                let reference = line(tool("nix-hash").args(["--flat", "--type", algo]).args(flags).arg(&path));
+                let ours = line(bridge().args(["hash", "file", "--algo", algo, "--format", format]).arg(&path));
+                assert_eq!(ours, reference, "{algo} {format} of {file}");
+            }
+            let reference = line(tool("nix").args(["hash", "file", "--type", algo]).arg(&path));
+            assert_eq!(line(bridge().args(["hash", "file", "--algo", algo]).arg(&path)), reference);
+        }
+    }
+}
+
+#[test]
+fn convert_matches_nix_hash_to() {
+    let tmp = temp_dir();
+    let file = tmp.path().join("f");
+    fs::write(&file, b"some bytes to hash\n").unwrap();
+    for algo in ["md5", "sha1", "sha256", "sha512"] {
+        let hex = line(tool("nix-hash").args(["--flat", "--type", algo]).arg(&file));
+        let nix32 = line(tool("nix-hash").args(["--to-base32", "--type", algo, &hex]));
+        let sri = line(tool("nix").args(["hash", "to-sri", "--type", algo, &hex]));
+        for input in [&hex, &nix32, &sri] {
+            for (to, nix_verb) in
+                [("sri", "to-sri"), ("nix32", "to-base32"), ("hex", "to-base16"), ("base64", "to-base64")]
+            {
+                let reference = line(tool("nix").args(["hash", nix_verb, "--type", algo, input]));
+                let ours = line(bridge().args(["hash", "convert", "--to", to, "--algo", algo, input]));
+                assert_eq!(ours, reference, "{input} {to}");
+            }
+        }
+        // SRI and prefixed forms carry their algorithm.
+        let prefixed = format!("{algo}:{nix32}");
+        assert_eq!(line(bridge().args(["hash", "convert", "--to", "hex", &sri])), hex);
+        assert_eq!(line(bridge().args(["hash", "convert", "--to", "sri", &prefixed])), sri);
+    }
+}
+
+#[test]
+fn directory_swhid_matches_swh_identify() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    let reference = line(tool("swh").args(["identify", "--no-filename"]).arg(&root));
+    let ours = line(bridge().args(["hash", "path", "--type", "swhid", "--any-exec-bit"]).arg(&root));
+    assert_eq!(ours, reference);
+
+    for file in ["big.bin", "empty", "x711"] {
+        let path = root.join(file);
+        let reference = line(tool("swh").args(["identify", "--no-filename"]).arg(&path));
+        assert_eq!(line(bridge().args(["hash", "file", "--type", "swhid"]).arg(&path)), reference, "{file}");
+        assert_eq!(line(bridge().args(["hash", "path", "--type", "swhid"]).arg(&path)), reference, "{file}");
+    }
+}
+
+/// git's tree id for `root`, which must hold no empty directory (git cannot record one).
+fn git_write_tree(root: &Path, scratch: &Path) -> String {
+    let git_dir = scratch.join("git");
+    output(tool("git").args(["init", "-q", "--bare"]).arg(&git_dir));
+    let git = || {
+        let mut cmd = tool("git");
+        cmd.arg("--git-dir").arg(&git_dir).arg("--work-tree").arg(root);
+        cmd.args(["-c", "core.fileMode=true", "-c", "core.symlinks=true"]);
+        cmd
+    };
+    output(git().args(["add", "-A", "."]));
+    line(git().arg("write-tree"))
+}
+
+#[test]
+fn directory_swhid_matches_git_write_tree() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, TreeShape { empty_dirs: false });
+    let tree = git_write_tree(&root, tmp.path());
+    let ours = line(bridge().args(["hash", "path", "--type", "swhid"]).arg(&root));
+    assert_eq!(ours, format!("swh:1:dir:{tree}"));
+
+    // swh-model counts any execute bit, git only the owner's: the 0654 file tells them apart.
+    let swh = line(tool("swh").args(["identify", "--no-filename"]).arg(&root));
+    assert_ne!(swh, ours, "the tree has a 0654 file, which git and swh-model classify differently");
+    let any_bit = tree_hasher::swhid(&root, &WalkOptions { executable: ExecutableRule::Any }).unwrap();
+    assert_eq!(any_bit.to_string(), swh);
+}
+
+#[test]
+fn empty_directory_is_gits_empty_tree() {
+    let tmp = temp_dir();
+    let empty_tree = line(tool("git").args(["hash-object", "-t", "tree", "/dev/null"]));
+    let ours = line(bridge().args(["hash", "path", "--type", "swhid"]).arg(tmp.path()));
+    assert_eq!(ours, format!("swh:1:dir:{empty_tree}"));
+}
+
+#[test]
+fn one_pass_yields_nar_hash_swhid_and_every_content_id() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, TreeShape { empty_dirs: false });
+    let hashes = tree_hasher::hash_tree(&root, HashAlgo::Sha256).unwrap();
+
+    assert_eq!(hashes.nar.to_nix32(), line(tool("nix-hash").args(["--type", "sha256", "--base32"]).arg(&root)));
+    assert_eq!(hashes.swhid.to_string(), format!("swh:1:dir:{}", git_write_tree(&root, tmp.path())));
+
+    let files = regular_files(&root);
+    let mut git = tool("git");
+    git.arg("hash-object").arg("--").args(files.iter().map(|(_, p)| p));
+    let git_ids = String::from_utf8(output(&mut git)).unwrap();
+    let ours: Vec<(Vec<u8>, String)> = hashes
+        .contents
+        .iter()
+        .filter(|c| c.mode != swh_bridge::hashing::swhid::GitMode::Symlink)
+        .map(|c| (c.path.clone(), c.swhid.hex()))
+        .collect();
+    let expected: Vec<(Vec<u8>, String)> =
+        files.iter().map(|(rel, _)| rel.clone()).zip(git_ids.lines().map(str::to_owned)).collect();
+    let mut ours_sorted = ours;
+    ours_sorted.sort();
+    assert_eq!(ours_sorted, expected);
+
+    let symlink = hashes.contents.iter().find(|c| c.path == b"link-dangling").expect("the symlink is listed");
+    let mut git = tool("git");
+    git.args(["hash-object", "--stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = git.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"../no/such/target").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), symlink.swhid.hex());
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&output(bridge().args(["hash", "path", "--type", "all", "--json"]).arg(&root))).unwrap();
+    assert_eq!(json["nar"], hashes.nar.to_sri());
+    assert_eq!(json["swhid"], hashes.swhid.to_string());
+    let latin1 = json["contents"].as_array().unwrap().iter().find(|c| c["path"] == "caf\u{fffd}").unwrap();
+    assert_eq!(latin1["path_base64"], data_encoding::BASE64.encode(b"caf\xe9"));
+}
+
+#[test]
+fn restore_round_trips_with_nix_store() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    let reference = output(tool("nix-store").arg("--dump").arg(&root));
+    let nar_hash = line(tool("nix").args(["hash", "path"]).arg(&root));
+
+    // Nix's NAR restored by us, then dumped by Nix.
+    let ours = tmp.path().join("restored-by-us");
+    let mut restore = bridge();
+    restore.args(["nar", "restore", "--expect", &nar_hash]).arg(&ours).stdin(Stdio::piped());
+    let mut child = restore.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&reference).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(output(tool("nix-store").arg("--dump").arg(&ours)) == reference);
+
+    // Our NAR restored by Nix.
+    let theirs = tmp.path().join("restored-by-nix");
+    let mut nix = tool("nix-store");
+    nix.arg("--restore").arg(&theirs).stdin(Stdio::piped());
+    let mut child = nix.spawn().unwrap();
+    let mut dumped = Vec::new();
+    nar::dump_path(&root, &mut dumped).unwrap();
+    child.stdin.take().unwrap().write_all(&dumped).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(output(tool("nix-store").arg("--dump").arg(&theirs)) == reference);
+
+    // A wrong expected hash leaves nothing behind.
+    let refused = tmp.path().join("refused");
+    let wrong = line(tool("nix").args(["hash", "path"]).arg(root.join("a")));
+    let err = nar::restore(&reference[..], &refused, Some(&wrong.parse().unwrap()), Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("hash mismatch"), "{err}");
+    assert!(!refused.exists());
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 3, "no staging directory is left behind");
+}
+
+#[test]
+fn tar_members_serialise_like_the_extracted_tree() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    make_tree(&root, WITH_EMPTY_DIRS);
+    let reference = output(tool("nix-store").arg("--dump").arg(&root));
+    for format in ["gnu", "oldgnu", "pax"] {
+        let mut tar = tool("tar");
+        tar.arg("-C").arg(&root).arg(format!("--format={format}")).args(["-cf", "-", "."]);
+        let archive = output(&mut tar);
+        let node = Node::from_tar(&archive[..], Limits::default()).unwrap();
+        let mut ours = Vec::new();
+        let mut writer = nar::NarWriter::new(&mut ours).unwrap();
+        node.visit(&mut writer).unwrap();
+        assert!(ours == reference, "NAR of the tar members ({format}) differs from nix-store --dump of the tree");
+    }
+}
+
+#[test]
+fn file_over_four_gib_hashes_like_nix_and_git() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    fs::create_dir(&root).unwrap();
+    let big = root.join("sparse");
+    let file = fs::File::create(&big).unwrap();
+    let size = (4u64 << 30) + 4097;
+    file.set_len(size).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(b"not only zeros", (4u64 << 30) + 1000).unwrap();
+    drop(file);
+
+    let reference = line(tool("nix-hash").args(["--type", "sha256", "--base32"]).arg(&root));
+    let hashes = tree_hasher::hash_tree(&root, HashAlgo::Sha256).unwrap();
+    assert_eq!(hashes.nar.to_nix32(), reference);
+    let git = line(tool("git").args(["hash-object", "--"]).arg(&big));
+    assert_eq!(hashes.contents[0].swhid.hex(), git);
+    assert_eq!(hashes.contents[0].path.as_slice(), big.file_name().unwrap().as_bytes());
+}
+
+#[test]
+fn special_files_are_an_error_naming_the_path() {
+    let tmp = temp_dir();
+    let fifo_dir = tmp.path().join("with-fifo");
+    fs::create_dir(&fifo_dir).unwrap();
+    output(tool("mkfifo").arg(fifo_dir.join("pipe")));
+    let err = tree_hasher::nar_hash(&fifo_dir, HashAlgo::Sha256).unwrap_err().to_string();
+    assert!(err.contains("is a FIFO") && err.contains("with-fifo/pipe"), "{err}");
+
+    let socket_dir = tmp.path().join("with-socket");
+    fs::create_dir(&socket_dir).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(socket_dir.join("sock")).unwrap();
+    let stderr = crate::util::failure(bridge().args(["hash", "path", "--type", "all"]).arg(&socket_dir));
+    assert!(stderr.contains("is a socket") && stderr.contains("with-socket/sock"), "{stderr}");
+}

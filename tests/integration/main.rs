@@ -1,0 +1,9 @@
+//! The integration tests: one binary, so that the crate is linked once. Golden values come from
+//! the reference tools (`nix-store`, `nix-hash`, `nix`, `git`, `swh identify`), run here on trees
+//! the tests generate; `scripts/test.sh` installs those tools.
+
+mod cli;
+mod golden_hashing;
+mod hostile;
+mod roundtrip;
+mod util;

@@ -1,0 +1,148 @@
+//! Helpers shared by the integration tests: temporary trees and the reference tools.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use tempfile::TempDir;
+
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new().prefix("swh-bridge-test-").tempdir().expect("creating a temporary directory")
+}
+
+/// The `swh-bridge` binary under test.
+pub fn bridge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_swh-bridge"))
+}
+
+/// A reference tool. Nix gets a configuration that never reaches a binary cache.
+pub fn tool(name: &str) -> Command {
+    let program = if name == "swh" { swh_program() } else { PathBuf::from(name) };
+    let mut cmd = Command::new(program);
+    cmd.env("NIX_CONFIG", "substituters =\nexperimental-features = nix-command");
+    cmd
+}
+
+/// `swh` from PATH, else from the venv `scripts/test.sh` creates.
+fn swh_program() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("swh"))
+        .find(|p| p.is_file());
+    on_path.unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
+        cache.join("swh-bridge/venv/bin/swh")
+    })
+}
+
+/// Runs `cmd`, which must succeed, and returns its standard output.
+pub fn output(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("failed to run {:?} ({e}); scripts/test.sh installs the reference tools", cmd.get_program())
+    });
+    assert!(
+        out.status.success(),
+        "{:?} {:?} failed with {}:\n{}",
+        cmd.get_program(),
+        cmd.get_args().collect::<Vec<_>>(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs `cmd` and returns its standard output as one trimmed line.
+pub fn line(cmd: &mut Command) -> String {
+    String::from_utf8(output(cmd)).expect("UTF-8 output").trim().to_owned()
+}
+
+/// Runs `cmd`, which must fail, and returns its standard error.
+pub fn failure(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().expect("running the command");
+    assert!(!out.status.success(), "{:?} succeeded but should have failed", cmd.get_args().collect::<Vec<_>>());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn write_file(path: &Path, contents: &[u8], mode: u32) {
+    fs::write(path, contents).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// What [`make_tree`] puts in.
+#[derive(Clone, Copy)]
+pub struct TreeShape {
+    /// Empty directories: git cannot hold them, NAR and SWH can.
+    pub empty_dirs: bool,
+}
+
+/// Builds a tree with every case the hashes must agree on: executables with unusual modes, all
+/// kinds of symlinks, empty files, non-UTF-8 names, names whose NAR and git orders differ, deep
+/// nesting, and a file larger than one read chunk.
+pub fn make_tree(root: &Path, shape: TreeShape) {
+    fs::create_dir_all(root).unwrap();
+    for (name, mode) in [("x755", 0o755), ("x744", 0o744), ("x654", 0o654), ("x711", 0o711), ("r600", 0o600)] {
+        write_file(&root.join(name), format!("#!/bin/sh\necho {name}\n").as_bytes(), mode);
+    }
+    write_file(&root.join("empty"), b"", 0o644);
+    symlink("x755", root.join("link-relative")).unwrap();
+    symlink("/etc/hostname", root.join("link-absolute")).unwrap();
+    symlink("../no/such/target", root.join("link-dangling")).unwrap();
+    symlink("a", root.join("link-to-dir")).unwrap();
+
+    // `a` is a directory, so git orders `a-b`, `a.b`, `a/`, `a0` while NAR orders `a`, `a-b`, …
+    fs::create_dir(root.join("a")).unwrap();
+    write_file(&root.join("a/inside"), b"inside a\n", 0o644);
+    for name in ["a-b", "a.b", "a0"] {
+        write_file(&root.join(name), name.as_bytes(), 0o644);
+    }
+    fs::create_dir(root.join("b.d")).unwrap();
+    write_file(&root.join("b.d/x"), b"x", 0o644);
+    write_file(&root.join("b"), b"b", 0o644);
+
+    let latin1 = root.join(OsStr::from_bytes(b"caf\xe9"));
+    write_file(&latin1, b"non-UTF-8 name\n", 0o644);
+    let latin1_dir = root.join(OsStr::from_bytes(b"d\xff\xfe"));
+    fs::create_dir(&latin1_dir).unwrap();
+    write_file(&latin1_dir.join("f"), b"in a non-UTF-8 directory\n", 0o755);
+
+    let mut deep = root.join("deep");
+    for level in 0..60 {
+        deep.push(format!("level{level:02}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    write_file(&deep.join("bottom"), b"deep down\n", 0o644);
+
+    let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    write_file(&root.join("big.bin"), &big, 0o644);
+
+    if shape.empty_dirs {
+        fs::create_dir(root.join("empty-dir")).unwrap();
+        fs::create_dir_all(root.join("nested/empty/dirs")).unwrap();
+    }
+}
+
+/// Every regular file below `root`, relative, as raw bytes, sorted.
+pub fn regular_files(root: &Path) -> Vec<(Vec<u8>, PathBuf)> {
+    fn visit(root: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, PathBuf)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                visit(root, &entry.path(), out);
+            } else if kind.is_file() {
+                let rel = entry.path().strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+                out.push((rel, entry.path()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(root, root, &mut out);
+    out.sort();
+    out
+}
