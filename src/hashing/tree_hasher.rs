@@ -1,13 +1,13 @@
 //! Hashes of on-disk trees and files: the NAR hash, the SWHID, or both in one pass.
 //!
-//! The walk (directory listing, `lstat`, reads, and git's SHA-1) runs on the calling thread and the
-//! NAR hash on a second one, so each file is read once and the two hashes overlap.
+//! The walk (directory listing, `lstat`, small reads, and git's SHA-1) runs on the calling thread
+//! and the NAR hash on a second one, which reads large files itself, so that the two hashes
+//! overlap.
 
 use std::fs::File;
 use std::path::Path;
 
-use super::background::BackgroundHasher;
-use super::nar::NarWriter;
+use super::nar::NarHasher;
 use super::swhid_hasher::{ContentEntry, SwhidHasher};
 use super::tree::disk::{self, WalkOptions};
 use super::tree::{Tee, TreeError};
@@ -26,9 +26,9 @@ pub struct TreeHashes {
 
 /// The NAR hash of the tree at `path` (what `nix-hash --type ALGO PATH` prints).
 pub fn nar_hash(path: &Path, algo: HashAlgo) -> Result<Hash, TreeError> {
-    let mut writer = NarWriter::new(BackgroundHasher::new(algo))?;
-    disk::walk(path, &WalkOptions::nix(), &mut writer)?;
-    Ok(writer.into_inner().finish())
+    let mut hasher = NarHasher::new(algo)?;
+    disk::walk(path, &WalkOptions::nix(), &mut hasher)?;
+    hasher.finish()
 }
 
 /// The SWHID of the tree at `path` (what `swh identify` prints when `options` says
@@ -41,11 +41,11 @@ pub fn swhid(path: &Path, options: &WalkOptions) -> Result<Swhid, TreeError> {
 
 /// The NAR hash, the SWHID (git's executable rule) and every content id, reading each file once.
 pub fn hash_tree(path: &Path, algo: HashAlgo) -> Result<TreeHashes, TreeError> {
-    let mut sink = Tee(NarWriter::new(BackgroundHasher::new(algo))?, SwhidHasher::recording_contents());
+    let mut sink = Tee::new(NarHasher::new(algo)?, SwhidHasher::recording_contents());
     disk::walk(path, &WalkOptions::nix(), &mut sink)?;
-    let Tee(nar, swhid) = sink;
+    let (nar, swhid) = sink.into_inner();
     let (swhid, contents) = swhid.finish().expect("a completed walk yields a root");
-    Ok(TreeHashes { nar: nar.into_inner().finish(), swhid, contents })
+    Ok(TreeHashes { nar: nar.finish()?, swhid, contents })
 }
 
 /// The flat hash of a file's bytes (what `nix-hash --flat` and `nix hash file` print).

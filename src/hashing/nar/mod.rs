@@ -20,7 +20,7 @@ mod write;
 
 pub use read::{parse, parse_with_limits};
 pub use restore::{Restored, restore};
-pub use write::{NarWriter, dump_path};
+pub use write::{NarHasher, NarWriter, dump_path};
 
 /// The first token of every NAR.
 pub const MAGIC: &[u8] = b"nix-archive-1";

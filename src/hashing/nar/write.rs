@@ -1,9 +1,13 @@
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::MAGIC;
+use crate::hashing::background::BackgroundHasher;
 use crate::hashing::tree::disk::{self, WalkOptions};
 use crate::hashing::tree::{TreeError, TreeSink};
+use crate::hashing::{Hash, HashAlgo};
 
 const ZEROS: [u8; 8] = [0; 8];
 
@@ -30,6 +34,10 @@ impl<W: Write> NarWriter<W> {
     /// The writer, once the tree is complete.
     pub fn into_inner(self) -> W {
         self.out
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     fn tokens(&mut self, tokens: &[&[u8]]) -> Result<(), TreeError> {
@@ -93,4 +101,51 @@ pub fn dump_path(path: &Path, out: impl Write) -> Result<(), TreeError> {
     let mut writer = NarWriter::new(std::io::BufWriter::with_capacity(256 * 1024, out))?;
     disk::walk(path, &WalkOptions::nix(), &mut writer)?;
     writer.into_inner().flush().map_err(TreeError::NarOutput)
+}
+
+/// Hashes the NAR of the tree it is fed on a second thread, which also reads large files itself.
+pub struct NarHasher {
+    nar: NarWriter<BackgroundHasher>,
+}
+
+impl NarHasher {
+    pub fn new(algo: HashAlgo) -> Result<NarHasher, TreeError> {
+        Ok(NarHasher { nar: NarWriter::new(BackgroundHasher::new(algo))? })
+    }
+
+    /// The NAR's hash, once the tree is complete.
+    pub fn finish(self) -> Result<Hash, TreeError> {
+        self.nar.into_inner().finish()
+    }
+}
+
+impl TreeSink for NarHasher {
+    fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
+        self.nar.file_start(executable, size)
+    }
+    fn file_handle(&mut self, file: &Arc<File>, path: &Path, size: u64) -> Result<bool, TreeError> {
+        self.nar.get_mut().hash_file(Arc::clone(file), path.to_owned(), size);
+        Ok(true)
+    }
+    fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
+        self.nar.file_data(data)
+    }
+    fn file_end(&mut self) -> Result<(), TreeError> {
+        self.nar.file_end()
+    }
+    fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError> {
+        self.nar.symlink(target)
+    }
+    fn directory_start(&mut self) -> Result<(), TreeError> {
+        self.nar.directory_start()
+    }
+    fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError> {
+        self.nar.entry_start(name)
+    }
+    fn entry_end(&mut self) -> Result<(), TreeError> {
+        self.nar.entry_end()
+    }
+    fn directory_end(&mut self) -> Result<(), TreeError> {
+        self.nar.directory_end()
+    }
 }

@@ -13,6 +13,7 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{TreeError, TreeSink, invalid_name_reason};
 
@@ -47,7 +48,10 @@ impl WalkOptions {
     }
 }
 
-const READ_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 256 * 1024;
+/// Files this large are offered to the sink by handle (see [`TreeSink::file_handle`]); smaller
+/// ones cost more in hand-over than in copying.
+const HANDOFF_MIN: u64 = 64 * 1024;
 
 /// Replays the tree at `root` into `sink`, reading each file once.
 pub fn walk(root: &Path, options: &WalkOptions, sink: &mut impl TreeSink) -> Result<(), TreeError> {
@@ -98,6 +102,13 @@ impl Walker {
         let executable = self.options.executable.is_executable(meta.permissions().mode());
         let mut file = File::open(&self.path).map_err(|e| self.read_error(e))?;
         sink.file_start(executable, size)?;
+        if size >= HANDOFF_MIN {
+            let shared = Arc::new(file);
+            if sink.file_handle(&shared, &self.path, size)? {
+                return sink.file_end();
+            }
+            file = Arc::try_unwrap(shared).expect("a sink that declines a file keeps no handle to it");
+        }
         let mut seen: u64 = 0;
         loop {
             // Ask for one byte more than expected, so that a short read shows the end of the file

@@ -21,8 +21,11 @@
 pub mod disk;
 pub mod memory;
 
+use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::Hash;
 
@@ -30,6 +33,13 @@ use super::Hash;
 pub trait TreeSink {
     /// A regular file of exactly `size` bytes starts; its bytes follow in `file_data` calls.
     fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError>;
+    /// Offers the open file whose `size` bytes are due next, so that the sink can read them
+    /// itself (on another thread, say). Returning `true` takes them: the source then goes straight
+    /// to `file_end`. The default declines, and the bytes come through `file_data`.
+    fn file_handle(&mut self, file: &Arc<File>, path: &Path, size: u64) -> Result<bool, TreeError> {
+        let _ = (file, path, size);
+        Ok(false)
+    }
     fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError>;
     fn file_end(&mut self) -> Result<(), TreeError>;
     fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError>;
@@ -43,6 +53,9 @@ pub trait TreeSink {
 impl<S: TreeSink + ?Sized> TreeSink for &mut S {
     fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
         (**self).file_start(executable, size)
+    }
+    fn file_handle(&mut self, file: &Arc<File>, path: &Path, size: u64) -> Result<bool, TreeError> {
+        (**self).file_handle(file, path, size)
     }
     fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
         (**self).file_data(data)
@@ -68,40 +81,79 @@ impl<S: TreeSink + ?Sized> TreeSink for &mut S {
 }
 
 /// Feeds every event to two sinks, first `A`, then `B`.
-pub struct Tee<A, B>(pub A, pub B);
+pub struct Tee<A, B> {
+    pub first: A,
+    pub second: B,
+    /// For reading a file that one sink takes by handle and the other does not.
+    buf: Vec<u8>,
+}
+
+impl<A, B> Tee<A, B> {
+    pub fn new(first: A, second: B) -> Tee<A, B> {
+        Tee { first, second, buf: Vec::new() }
+    }
+
+    pub fn into_inner(self) -> (A, B) {
+        (self.first, self.second)
+    }
+}
 
 impl<A: TreeSink, B: TreeSink> TreeSink for Tee<A, B> {
     fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
-        self.0.file_start(executable, size)?;
-        self.1.file_start(executable, size)
+        self.first.file_start(executable, size)?;
+        self.second.file_start(executable, size)
+    }
+    fn file_handle(&mut self, file: &Arc<File>, path: &Path, size: u64) -> Result<bool, TreeError> {
+        let first = self.first.file_handle(file, path, size)?;
+        let second = self.second.file_handle(file, path, size)?;
+        if first == second {
+            return Ok(first);
+        }
+        // One sink took the file and the other did not: read it here for the other, with
+        // positioned reads, so that the taker's reads are unaffected.
+        let declined: &mut dyn TreeSink = if first { &mut self.second } else { &mut self.first };
+        self.buf.resize(256 * 1024, 0);
+        let mut offset = 0u64;
+        while offset < size {
+            let want = (size - offset).min(self.buf.len() as u64) as usize;
+            let n = file
+                .read_at(&mut self.buf[..want], offset)
+                .map_err(|source| TreeError::Read { path: path.to_owned(), source })?;
+            if n == 0 {
+                return Err(TreeError::ChangedWhileReading { path: path.to_owned(), expected: size, found: offset });
+            }
+            declined.file_data(&self.buf[..n])?;
+            offset += n as u64;
+        }
+        Ok(true)
     }
     fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
-        self.0.file_data(data)?;
-        self.1.file_data(data)
+        self.first.file_data(data)?;
+        self.second.file_data(data)
     }
     fn file_end(&mut self) -> Result<(), TreeError> {
-        self.0.file_end()?;
-        self.1.file_end()
+        self.first.file_end()?;
+        self.second.file_end()
     }
     fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError> {
-        self.0.symlink(target)?;
-        self.1.symlink(target)
+        self.first.symlink(target)?;
+        self.second.symlink(target)
     }
     fn directory_start(&mut self) -> Result<(), TreeError> {
-        self.0.directory_start()?;
-        self.1.directory_start()
+        self.first.directory_start()?;
+        self.second.directory_start()
     }
     fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError> {
-        self.0.entry_start(name)?;
-        self.1.entry_start(name)
+        self.first.entry_start(name)?;
+        self.second.entry_start(name)
     }
     fn entry_end(&mut self) -> Result<(), TreeError> {
-        self.0.entry_end()?;
-        self.1.entry_end()
+        self.first.entry_end()?;
+        self.second.entry_end()
     }
     fn directory_end(&mut self) -> Result<(), TreeError> {
-        self.0.directory_end()?;
-        self.1.directory_end()
+        self.first.directory_end()?;
+        self.second.directory_end()
     }
 }
 
