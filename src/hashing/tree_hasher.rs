@@ -1,8 +1,8 @@
 //! Hashes of on-disk trees and files: the NAR hash, the SWHID, or both in one pass.
 //!
-//! The walk (directory listing, `lstat`, small reads, and git's SHA-1) runs on the calling thread
-//! and the NAR hash on a second one, which reads large files itself, so that the two hashes
-//! overlap.
+//! The walk (directory listing, `lstat`, small files) runs on the calling thread; the NAR hash and
+//! git's SHA-1 of large files each run on a thread of their own, which reads those files itself.
+//! On two cores the three balance out: see the README's performance section.
 
 use std::fs::File;
 use std::path::Path;
@@ -34,17 +34,17 @@ pub fn nar_hash(path: &Path, algo: HashAlgo) -> Result<Hash, TreeError> {
 /// The SWHID of the tree at `path` (what `swh identify` prints when `options` says
 /// [`disk::ExecutableRule::Any`], what git computes when it says `Owner`).
 pub fn swhid(path: &Path, options: &WalkOptions) -> Result<Swhid, TreeError> {
-    let mut hasher = SwhidHasher::new();
+    let mut hasher = SwhidHasher::new().with_worker();
     disk::walk(path, options, &mut hasher)?;
-    Ok(hasher.root().expect("a completed walk yields a root"))
+    Ok(hasher.finish()?.0)
 }
 
 /// The NAR hash, the SWHID (git's executable rule) and every content id, reading each file once.
 pub fn hash_tree(path: &Path, algo: HashAlgo) -> Result<TreeHashes, TreeError> {
-    let mut sink = Tee::new(NarHasher::new(algo)?, SwhidHasher::recording_contents());
+    let mut sink = Tee::new(NarHasher::new(algo)?, SwhidHasher::new().recording_contents().with_worker());
     disk::walk(path, &WalkOptions::nix(), &mut sink)?;
     let (nar, swhid) = sink.into_inner();
-    let (swhid, contents) = swhid.finish().expect("a completed walk yields a root");
+    let (swhid, contents) = swhid.finish()?;
     Ok(TreeHashes { nar: nar.finish()?, swhid, contents })
 }
 
