@@ -135,30 +135,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     PathHashType::Nar => {
                         let hash =
                             tree_hasher::nar_hash(path, algo).with_context(|| format!("failed to hash {shown}"))?;
-                        print_one(out, json, path, json!({ "nar": hash.to_sri() }), &hash.encode(format))
+                        print_one(out, json, path, || json!({ "nar": hash.to_sri() }), &hash.encode(format))
                     }
                     PathHashType::Swhid => {
                         let swhid =
                             tree_hasher::swhid(path, &options).with_context(|| format!("failed to hash {shown}"))?;
-                        print_one(out, json, path, json!({ "swhid": swhid.to_string() }), &swhid.to_string())
+                        print_one(out, json, path, || json!({ "swhid": swhid.to_string() }), &swhid.to_string())
                     }
                     PathHashType::All => {
                         let hashes =
                             tree_hasher::hash_tree(path, algo).with_context(|| format!("failed to hash {shown}"))?;
-                        let contents: Vec<_> = hashes
-                            .contents
-                            .iter()
-                            .map(|c| {
-                                let mut entry = path_json(&c.path);
-                                entry["swhid"] = json!(c.swhid.to_string());
-                                entry
+                        let value = || {
+                            let contents: Vec<_> = hashes
+                                .contents
+                                .iter()
+                                .map(|c| {
+                                    let mut entry = path_json(&c.path);
+                                    entry["swhid"] = json!(c.swhid.to_string());
+                                    entry
+                                })
+                                .collect();
+                            json!({
+                                "nar": hashes.nar.to_sri(),
+                                "swhid": hashes.swhid.to_string(),
+                                "contents": contents,
                             })
-                            .collect();
-                        let value = json!({
-                            "nar": hashes.nar.to_sri(),
-                            "swhid": hashes.swhid.to_string(),
-                            "contents": contents,
-                        });
+                        };
                         print_one(out, json, path, value, &format!("{}\t{}", hashes.nar.encode(format), hashes.swhid))
                     }
                 }
@@ -215,14 +217,16 @@ fn each(paths: &[PathBuf], mut job: impl FnMut(&std::path::Path, &mut dyn Write)
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Prints `text`, or with `--json` the path and what `value` builds.
 fn print_one(
     out: &mut dyn Write,
     json: bool,
     path: &std::path::Path,
-    mut value: serde_json::Value,
+    value: impl FnOnce() -> serde_json::Value,
     text: &str,
 ) -> Result<()> {
     if json {
+        let mut value = value();
         use std::os::unix::ffi::OsStrExt;
         let mut described = path_json(path.as_os_str().as_bytes());
         if let (Some(obj), Some(extra)) = (described.as_object_mut(), value.as_object_mut()) {
