@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use swh_bridge::hashing::swhid::content_id_of_reader;
+use swh_bridge::hashing::tree::ExecutableRule;
 use swh_bridge::hashing::tree::Limits;
-use swh_bridge::hashing::tree::disk::{ExecutableRule, WalkOptions};
+use swh_bridge::hashing::tree::disk::WalkOptions;
 use swh_bridge::hashing::{Encoding, Hash, HashAlgo, nar, tree_hasher};
 
 #[derive(Parser)]

@@ -8,13 +8,13 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use super::tree::TreeError;
+use super::tree::disk::read_exactly_at;
 use super::{Hash, HashAlgo, Hasher};
 
 const CHUNK: usize = 256 * 1024;
@@ -99,28 +99,10 @@ fn run_jobs(mut hasher: Hasher, jobs: Receiver<Job>, spares: SyncSender<Vec<u8>>
                 // The writer may be gone after its last chunk; the spare is then unneeded.
                 let _ = spares.send(chunk);
             }
-            Job::File { file, path, size } => {
-                let mut offset = 0u64;
-                loop {
-                    let n = match file.read_at(&mut buf, offset) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(source) => return Err(TreeError::Read { path, source }),
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    let take = n.min((size - offset.min(size)) as usize);
-                    hasher.update(&buf[..take]);
-                    offset += n as u64;
-                    if offset > size {
-                        break;
-                    }
-                }
-                if offset != size {
-                    return Err(TreeError::ChangedWhileReading { path, expected: size, found: offset });
-                }
-            }
+            Job::File { file, path, size } => read_exactly_at(&file, &path, size, &mut buf, |chunk| {
+                hasher.update(chunk);
+                Ok(())
+            })?,
         }
     }
     Ok(hasher.finish())

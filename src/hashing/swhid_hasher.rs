@@ -6,14 +6,13 @@
 //! finished at the end, so that the walk never waits for the worker.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use super::swhid::{BlobHasher, GitMode, ObjectType, Swhid, directory_id};
+use super::tree::disk::read_exactly_at;
 use super::tree::{TreeError, TreeSink};
 
 /// A file or symlink met in the tree, with its content id.
@@ -110,24 +109,11 @@ fn hash_blobs(jobs: Receiver<(Arc<File>, PathBuf, u64)>, results: Sender<Result<
 
 fn hash_blob(file: &File, path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 20], TreeError> {
     let mut blob = BlobHasher::new(size);
-    let mut offset = 0u64;
-    loop {
-        let n = match file.read_at(buf, offset) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(TreeError::Read { path: path.to_owned(), source }),
-        };
-        if n == 0 || offset + n as u64 > size {
-            offset += n as u64;
-            break;
-        }
-        blob.update(&buf[..n]);
-        offset += n as u64;
-    }
-    match blob.finish() {
-        Some(swhid) if offset == size => Ok(swhid.id),
-        _ => Err(TreeError::ChangedWhileReading { path: path.to_owned(), expected: size, found: offset }),
-    }
+    read_exactly_at(file, path, size, buf, |chunk| {
+        blob.update(chunk);
+        Ok(())
+    })?;
+    Ok(blob.finish().expect("exactly the announced size was read").id)
 }
 
 /// A [`TreeSink`] that hashes the tree the way git (and SWH) do.

@@ -32,7 +32,7 @@ pub fn nar_hash(path: &Path, algo: HashAlgo) -> Result<Hash, TreeError> {
 }
 
 /// The SWHID of the tree at `path` (what `swh identify` prints when `options` says
-/// [`disk::ExecutableRule::Any`], what git computes when it says `Owner`).
+/// [`ExecutableRule::Any`](super::tree::ExecutableRule::Any), what git computes when it says `Owner`).
 pub fn swhid(path: &Path, options: &WalkOptions) -> Result<Swhid, TreeError> {
     let mut hasher = SwhidHasher::new().with_worker();
     disk::walk(path, options, &mut hasher)?;

@@ -5,7 +5,7 @@ use std::fs;
 
 use swh_bridge::hashing::nar;
 use swh_bridge::hashing::tree::memory::Node;
-use swh_bridge::hashing::tree::{Limits, TreeError};
+use swh_bridge::hashing::tree::{ExecutableRule, Limits, TreeError};
 
 use crate::util::temp_dir;
 
@@ -127,7 +127,7 @@ fn archive(members: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn tar_error(members: &[Vec<u8>], limits: Limits) -> TreeError {
-    Node::from_tar(&archive(members)[..], limits).expect_err("the archive should be refused")
+    Node::from_tar(&archive(members)[..], limits, ExecutableRule::Owner).expect_err("the archive should be refused")
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn tar_hard_links_and_repeats_behave_like_tar_extract() {
         member(b"./dir/", Directory, b"", b""),
         member(b"./hard", Link, b"./dir/a", b""),
     ];
-    let node = Node::from_tar(&archive(&members)[..], Limits::default()).unwrap();
+    let node = Node::from_tar(&archive(&members)[..], Limits::default(), ExecutableRule::Owner).unwrap();
     let file = |contents: &[u8]| Node::File { executable: false, contents: contents.to_vec() };
     assert_eq!(node.get(b"dir/a"), Some(&file(b"second")));
     assert_eq!(node.get(b"hard"), Some(&file(b"second")));

@@ -11,29 +11,11 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{TreeError, TreeSink, invalid_name_reason};
-
-/// Which mode bits make a regular file executable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecutableRule {
-    /// The owner's execute bit (`0o100`): Nix's NAR and git's trees.
-    Owner,
-    /// Any execute bit (`0o111`): `swh-model`'s `from_disk`, hence `swh identify` and SWH's loaders.
-    Any,
-}
-
-impl ExecutableRule {
-    pub fn is_executable(self, mode: u32) -> bool {
-        match self {
-            ExecutableRule::Owner => mode & 0o100 != 0,
-            ExecutableRule::Any => mode & 0o111 != 0,
-        }
-    }
-}
+use super::{ExecutableRule, TreeError, TreeSink, invalid_name_reason};
 
 /// How to read an on-disk tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +139,35 @@ impl Walker {
             self.path.pop();
         }
         sink.directory_end()
+    }
+}
+
+/// Reads exactly `size` bytes of `file` from its start with positioned reads (so that several
+/// threads can share one descriptor), passing each chunk of at most `buf.len()` bytes to `consume`.
+/// A file that turns out shorter or longer than `size` is [`TreeError::ChangedWhileReading`].
+pub fn read_exactly_at(
+    file: &File,
+    path: &Path,
+    size: u64,
+    buf: &mut [u8],
+    mut consume: impl FnMut(&[u8]) -> Result<(), TreeError>,
+) -> Result<(), TreeError> {
+    let mut offset = 0u64;
+    loop {
+        let n = match file.read_at(buf, offset) {
+            Ok(n) => n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(TreeError::Read { path: path.to_owned(), source }),
+        };
+        if n == 0 || offset + n > size {
+            let found = offset + n;
+            return match found == size {
+                true => Ok(()),
+                false => Err(TreeError::ChangedWhileReading { path: path.to_owned(), expected: size, found }),
+            };
+        }
+        consume(&buf[..n as usize])?;
+        offset += n;
     }
 }
 

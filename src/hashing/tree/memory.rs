@@ -13,7 +13,10 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use super::{Budget, Limits, TreeError, TreeSink, invalid_name_reason};
+use super::{Budget, ExecutableRule, Limits, TreeError, TreeSink, invalid_name_reason};
+use crate::hashing::nar::NarWriter;
+use crate::hashing::swhid_hasher::SwhidHasher;
+use crate::hashing::{Hash, HashAlgo, Swhid};
 
 /// A tree held in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +53,20 @@ impl Node {
                 sink.directory_end()
             }
         }
+    }
+
+    /// The NAR hash of this tree.
+    pub fn nar_hash(&self, algo: HashAlgo) -> Hash {
+        let mut writer = NarWriter::new(algo.hasher()).expect("hashing cannot fail to write");
+        self.visit(&mut writer).expect("hashing cannot fail to write");
+        writer.into_inner().finish()
+    }
+
+    /// The SWHID of this tree (`swh:1:dir:` for a directory, `swh:1:cnt:` otherwise).
+    pub fn swhid(&self) -> Swhid {
+        let mut hasher = SwhidHasher::new();
+        self.visit(&mut hasher).expect("hashing an in-memory tree cannot fail");
+        hasher.finish().expect("an in-memory tree is complete").0
     }
 
     /// Puts `node` at the `/`-separated relative `path` below this directory, creating
@@ -105,8 +122,8 @@ impl Node {
     }
 
     /// Reads every member of a tar stream into a directory node (see the module docs), refusing
-    /// archives past `limits`.
-    pub fn from_tar(reader: impl Read, limits: Limits) -> Result<Node, TreeError> {
+    /// archives past `limits`; `executable` says which mode bits count.
+    pub fn from_tar(reader: impl Read, limits: Limits, executable: ExecutableRule) -> Result<Node, TreeError> {
         let mut archive = tar::Archive::new(reader);
         let mut root = Node::empty_directory();
         let mut budget = Budget::new(limits);
@@ -124,7 +141,7 @@ impl Node {
                     budget.bytes(size)?;
                     let mut contents = Vec::with_capacity(size.min(1 << 24) as usize);
                     member.read_to_end(&mut contents).map_err(TreeError::Archive)?;
-                    Node::File { executable: mode & 0o100 != 0, contents }
+                    Node::File { executable: executable.is_executable(mode), contents }
                 }
                 tar::EntryType::Directory => Node::empty_directory(),
                 tar::EntryType::Symlink => {

@@ -23,7 +23,6 @@ pub mod memory;
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -113,18 +112,7 @@ impl<A: TreeSink, B: TreeSink> TreeSink for Tee<A, B> {
         // positioned reads, so that the taker's reads are unaffected.
         let declined: &mut dyn TreeSink = if first { &mut self.second } else { &mut self.first };
         self.buf.resize(256 * 1024, 0);
-        let mut offset = 0u64;
-        while offset < size {
-            let want = (size - offset).min(self.buf.len() as u64) as usize;
-            let n = file
-                .read_at(&mut self.buf[..want], offset)
-                .map_err(|source| TreeError::Read { path: path.to_owned(), source })?;
-            if n == 0 {
-                return Err(TreeError::ChangedWhileReading { path: path.to_owned(), expected: size, found: offset });
-            }
-            declined.file_data(&self.buf[..n])?;
-            offset += n as u64;
-        }
+        disk::read_exactly_at(file, path, size, &mut self.buf, |chunk| declined.file_data(chunk))?;
         Ok(true)
     }
     fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
@@ -154,6 +142,24 @@ impl<A: TreeSink, B: TreeSink> TreeSink for Tee<A, B> {
     fn directory_end(&mut self) -> Result<(), TreeError> {
         self.first.directory_end()?;
         self.second.directory_end()
+    }
+}
+
+/// Which mode bits make a regular file executable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutableRule {
+    /// The owner's execute bit (`0o100`): Nix's NAR and git's trees.
+    Owner,
+    /// Any execute bit (`0o111`): `swh-model`'s `from_disk`, hence `swh identify` and SWH's loaders.
+    Any,
+}
+
+impl ExecutableRule {
+    pub fn is_executable(self, mode: u32) -> bool {
+        match self {
+            ExecutableRule::Owner => mode & 0o100 != 0,
+            ExecutableRule::Any => mode & 0o111 != 0,
+        }
     }
 }
 
