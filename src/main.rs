@@ -1,6 +1,7 @@
 //! The `swh-bridge` command: parses arguments, calls the library, prints.
 
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -173,7 +174,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 FileHashType::Swhid => {
                     let file =
                         std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-                    let len = file.metadata()?.len();
+                    let len = file.metadata().with_context(|| format!("failed to read {}", path.display()))?.len();
                     content_id_of_reader(file, len)
                         .with_context(|| format!("failed to read {}", path.display()))?
                         .to_string()
@@ -182,14 +183,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             writeln!(out, "{text}")?;
             Ok(())
         }),
-        Command::Hash(HashCommand::Convert { hashes, to, algo }) => {
-            let mut out = io::stdout().lock();
-            for text in &hashes {
-                let hash = Hash::parse(text, algo)?;
-                writeln!(out, "{}", hash.encode(to))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Hash(HashCommand::Convert { hashes, to, algo }) => each(&hashes, |text, out| {
+            writeln!(out, "{}", Hash::parse(text, algo)?.encode(to))?;
+            Ok(())
+        }),
         Command::Nar(NarCommand::Dump { path }) => {
             nar::dump_path(&path, io::stdout().lock()).with_context(|| format!("failed to dump {}", path.display()))?;
             Ok(ExitCode::SUCCESS)
@@ -204,12 +201,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Runs `job` for every path, reporting each failure and going on; fails if any failed.
-fn each(paths: &[PathBuf], mut job: impl FnMut(&std::path::Path, &mut dyn Write) -> Result<()>) -> Result<ExitCode> {
+/// Runs `job` for every input, reporting each failure and going on; fails if any failed.
+fn each<T>(inputs: &[T], mut job: impl FnMut(&T, &mut dyn Write) -> Result<()>) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     let mut failed = 0;
-    for path in paths {
-        if let Err(err) = job(path, &mut out) {
+    for input in inputs {
+        if let Err(err) = job(input, &mut out) {
             eprintln!("error: {err:#}");
             failed += 1;
         }
@@ -228,7 +225,6 @@ fn print_one(
 ) -> Result<()> {
     if json {
         let mut value = value();
-        use std::os::unix::ffi::OsStrExt;
         let mut described = path_json(path.as_os_str().as_bytes());
         if let (Some(obj), Some(extra)) = (described.as_object_mut(), value.as_object_mut()) {
             obj.append(extra);

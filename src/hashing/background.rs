@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -34,28 +35,34 @@ enum Job {
 /// hashed in order on a worker thread.
 pub struct BackgroundHasher {
     buf: Vec<u8>,
+    /// Set when the hasher is dropped unfinished (the walk failed), so that the worker stops
+    /// instead of hashing the large files still queued.
+    cancelled: Arc<AtomicBool>,
     jobs: Option<SyncSender<Job>>,
     spares: Receiver<Vec<u8>>,
     worker: Option<JoinHandle<Result<Hash, TreeError>>>,
 }
 
 impl BackgroundHasher {
-    pub fn new(algo: HashAlgo) -> BackgroundHasher {
+    pub fn new(algo: HashAlgo) -> Result<BackgroundHasher, TreeError> {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(QUEUED);
         let (spares_tx, spares_rx) = sync_channel::<Vec<u8>>(SPARES + 1);
         for _ in 0..SPARES {
             spares_tx.send(Vec::with_capacity(CHUNK)).expect("the channel has room for the spares");
         }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let worker_cancelled = Arc::clone(&cancelled);
         let worker = std::thread::Builder::new()
             .name(format!("{algo}-hasher"))
-            .spawn(move || run_jobs(algo.hasher(), jobs_rx, spares_tx))
-            .expect("spawning a hasher thread");
-        BackgroundHasher {
+            .spawn(move || run_jobs(algo.hasher(), jobs_rx, spares_tx, &worker_cancelled))
+            .map_err(TreeError::Thread)?;
+        Ok(BackgroundHasher {
             buf: Vec::with_capacity(CHUNK),
+            cancelled,
             jobs: Some(jobs_tx),
             spares: spares_rx,
             worker: Some(worker),
-        }
+        })
     }
 
     fn send(&mut self, job: Job) {
@@ -89,9 +96,17 @@ impl BackgroundHasher {
     }
 }
 
-fn run_jobs(mut hasher: Hasher, jobs: Receiver<Job>, spares: SyncSender<Vec<u8>>) -> Result<Hash, TreeError> {
+fn run_jobs(
+    mut hasher: Hasher,
+    jobs: Receiver<Job>,
+    spares: SyncSender<Vec<u8>>,
+    cancelled: &AtomicBool,
+) -> Result<Hash, TreeError> {
     let mut buf = vec![0u8; CHUNK];
     for job in jobs {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(TreeError::Cancelled);
+        }
         match job {
             Job::Bytes(mut chunk) => {
                 hasher.update(&chunk);
@@ -100,6 +115,9 @@ fn run_jobs(mut hasher: Hasher, jobs: Receiver<Job>, spares: SyncSender<Vec<u8>>
                 let _ = spares.send(chunk);
             }
             Job::File { file, path, size } => read_exactly_at(&file, &path, size, &mut buf, |chunk| {
+                if cancelled.load(Ordering::Relaxed) {
+                    return Err(TreeError::Cancelled);
+                }
                 hasher.update(chunk);
                 Ok(())
             })?,
@@ -129,6 +147,8 @@ impl io::Write for BackgroundHasher {
 
 impl Drop for BackgroundHasher {
     fn drop(&mut self) {
+        // After finish() there is no worker left; otherwise the result is unwanted.
+        self.cancelled.store(true, Ordering::Relaxed);
         drop(self.jobs.take());
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
@@ -149,7 +169,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let file = Arc::new(File::open(&path).unwrap());
         for algo in HashAlgo::ALL {
-            let mut background = BackgroundHasher::new(algo);
+            let mut background = BackgroundHasher::new(algo).unwrap();
             for piece in data.chunks(CHUNK / 3 + 1) {
                 background.write_all(piece).unwrap();
             }
@@ -170,7 +190,7 @@ mod tests {
         std::fs::write(&path, b"12345").unwrap();
         let file = Arc::new(File::open(&path).unwrap());
         for announced in [4, 6] {
-            let mut background = BackgroundHasher::new(HashAlgo::Sha256);
+            let mut background = BackgroundHasher::new(HashAlgo::Sha256).unwrap();
             background.hash_file(file.clone(), path.clone(), announced);
             let err = background.finish().unwrap_err().to_string();
             assert!(err.contains(&format!("expected {announced} bytes, found 5")), "{err}");

@@ -7,10 +7,16 @@
 //!   encoding from the length alone: for sha256, 64 hex, 52 nix32 or 44 base64 characters.
 //!   Lengths of different algorithms collide once: 32 characters are md5 in hex or sha1 in nix32,
 //!   so a bare 32-character string needs its algorithm named;
-//! - hex is read in either case but printed lowercase (hashed mirrors use lowercase paths).
+//! - hex is read in either case but printed lowercase (hashed mirrors use lowercase paths);
+//! - Nix decodes base64 leniently, and so does this module: an SRI digest may have any number of
+//!   `=` (none included), and the unused low bits of the last character need not be zero; a bare
+//!   or `algo:` base64 digest must still have the padded length, as Nix tells encodings apart by
+//!   length. Printing is always canonical, with padding.
 
 use std::fmt;
 use std::str::FromStr;
+
+use std::sync::LazyLock;
 
 use data_encoding::{BASE64, HEXLOWER_PERMISSIVE};
 
@@ -81,8 +87,8 @@ pub enum HashParseError {
     Length { input: String, algo: HashAlgo, hex: usize, nix32: usize, base64: usize, found: usize },
     #[error("invalid hash `{input}`: an SRI hash for {algo} needs {expected} base64 characters, found {found}")]
     SriLength { input: String, algo: HashAlgo, expected: usize, found: usize },
-    #[error("invalid hash `{input}`: not valid {encoding}")]
-    Alphabet { input: String, encoding: &'static str },
+    #[error("invalid hash `{input}`: not valid {encoding}: {reason}")]
+    Alphabet { input: String, encoding: &'static str, reason: String },
 }
 
 impl Hash {
@@ -114,7 +120,8 @@ impl Hash {
         if let Some((name, rest)) = prefixed('-') {
             let algo = Self::prefix_algo(input, name, expected)?;
             let want = Encoding::Sri.bare_len(algo);
-            if rest.len() != want {
+            let unpadded = rest.trim_end_matches('=');
+            if unpadded.len() != unpadded_base64_len(algo.digest_len()) {
                 return Err(HashParseError::SriLength {
                     input: input.to_owned(),
                     algo,
@@ -122,7 +129,7 @@ impl Hash {
                     found: rest.chars().count(),
                 });
             }
-            return Self::decode(input, rest, algo, Encoding::Base64);
+            return Self::decode(input, unpadded, algo, Encoding::Sri);
         }
         let algo = match expected {
             Some(algo) => algo,
@@ -181,14 +188,25 @@ impl Hash {
         Self::decode(input, rest, algo, encoding)
     }
 
+    /// Decodes `text` (for SRI, already stripped of `=`) into a digest of `algo`.
     fn decode(input: &str, text: &str, algo: HashAlgo, encoding: Encoding) -> Result<Hash, HashParseError> {
-        let alphabet = |encoding: &'static str| HashParseError::Alphabet { input: input.to_owned(), encoding };
-        let digest = match encoding {
-            Encoding::Hex => HEXLOWER_PERMISSIVE.decode(text.as_bytes()).map_err(|_| alphabet("hex"))?,
-            Encoding::Nix32 => nix32::decode(text, algo.digest_len()).map_err(|_| alphabet("Nix base32"))?,
-            Encoding::Base64 | Encoding::Sri => BASE64.decode(text.as_bytes()).map_err(|_| alphabet("base64"))?,
+        let invalid = |encoding: &'static str, reason: String| HashParseError::Alphabet {
+            input: input.to_owned(),
+            encoding,
+            reason,
         };
-        Hash::from_digest(algo, &digest).ok_or_else(|| alphabet("base64"))
+        let digest = match encoding {
+            Encoding::Hex => HEXLOWER_PERMISSIVE.decode(text.as_bytes()).map_err(|e| invalid("hex", e.to_string()))?,
+            Encoding::Nix32 => {
+                nix32::decode(text, algo.digest_len()).map_err(|e| invalid("Nix base32", e.to_string()))?
+            }
+            Encoding::Base64 | Encoding::Sri => LENIENT_BASE64
+                .decode(text.trim_end_matches('=').as_bytes())
+                .map_err(|e| invalid("base64", e.to_string()))?,
+        };
+        Hash::from_digest(algo, &digest).ok_or_else(|| {
+            invalid(encoding_name(encoding), format!("it decodes to {} bytes, not {}", digest.len(), algo.digest_len()))
+        })
     }
 
     /// Prints the digest in `encoding`; only [`Encoding::Sri`] includes the algorithm.
@@ -214,6 +232,27 @@ impl Hash {
     }
 }
 
+/// Base64 as Nix reads it: no padding required, unused trailing bits ignored.
+static LENIENT_BASE64: LazyLock<data_encoding::Encoding> = LazyLock::new(|| {
+    let mut spec = data_encoding::Specification::new();
+    spec.symbols.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    spec.check_trailing_bits = false;
+    spec.encoding().expect("the standard base64 alphabet is a valid specification")
+});
+
+/// Characters of unpadded base64 for `n` bytes.
+fn unpadded_base64_len(n: usize) -> usize {
+    (n * 8).div_ceil(6)
+}
+
+fn encoding_name(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Hex => "hex",
+        Encoding::Nix32 => "Nix base32",
+        Encoding::Base64 | Encoding::Sri => "base64",
+    }
+}
+
 /// Parses with no expected algorithm: SRI, `algo:…`, or a bare digest whose length is unambiguous.
 impl FromStr for Hash {
     type Err = HashParseError;
@@ -236,14 +275,16 @@ impl fmt::Debug for Hash {
     }
 }
 
+/// The error for a name that is not one of the [`Encoding`]s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown hash format `{0}` (expected sri, nix32, hex or base64)")]
+pub struct UnknownEncoding(pub String);
+
 impl FromStr for Encoding {
-    type Err = String;
+    type Err = UnknownEncoding;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Encoding::ALL
-            .into_iter()
-            .find(|e| e.name() == s)
-            .ok_or_else(|| format!("unknown hash format `{s}` (expected sri, nix32, hex or base64)"))
+        Encoding::ALL.into_iter().find(|e| e.name() == s).ok_or_else(|| UnknownEncoding(s.to_owned()))
     }
 }
 
@@ -280,6 +321,23 @@ mod tests {
             let _ = Hash::parse(&s, None);
             let _ = Hash::parse(&s, Some(HashAlgo::Sha256));
         }
+    }
+
+    #[test]
+    fn base64_is_read_as_leniently_as_nix_reads_it() {
+        // Each of these is accepted by `nix hash to-base16` (Nix 2.8) as the empty string's sha256.
+        let empty = Hash::parse("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", None).unwrap();
+        for lenient in [
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFV=",
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU==",
+            "sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFV=",
+        ] {
+            assert_eq!(Hash::parse(lenient, None).unwrap(), empty, "{lenient}");
+        }
+        // Nix refuses these: a bare digest without padding has no known length, and a short SRI.
+        assert!(Hash::parse("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", Some(HashAlgo::Sha256)).is_err());
+        assert!(Hash::parse("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSu", None).is_err());
     }
 
     #[test]

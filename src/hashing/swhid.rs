@@ -114,24 +114,26 @@ impl FromStr for Swhid {
 /// Incremental git blob hasher: the content SWHID of bytes whose length is known up front.
 pub struct BlobHasher {
     sha1: Sha1,
-    remaining: u64,
+    announced: u64,
+    fed: u64,
 }
 
 impl BlobHasher {
     pub fn new(len: u64) -> BlobHasher {
         let mut sha1 = Sha1::new();
         sha1.update(format!("blob {len}\0").as_bytes());
-        BlobHasher { sha1, remaining: len }
+        BlobHasher { sha1, announced: len, fed: 0 }
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.remaining = self.remaining.saturating_sub(data.len() as u64);
+        self.fed += data.len() as u64;
         self.sha1.update(data);
     }
 
-    /// The content id, or `None` if the bytes fed did not add up to the announced length.
+    /// The content id, or `None` if the bytes fed were not exactly the announced length (the
+    /// header already hashed would make any id wrong).
     pub fn finish(self) -> Option<Swhid> {
-        (self.remaining == 0).then(|| Swhid::new(ObjectType::Content, self.sha1.finalize().into()))
+        (self.fed == self.announced).then(|| Swhid::new(ObjectType::Content, self.sha1.finalize().into()))
     }
 }
 
@@ -169,8 +171,6 @@ pub enum GitMode {
     Executable,
     Symlink,
     Directory,
-    /// A git submodule (`160000`): only met in SWH directories, never on disk.
-    Revision,
 }
 
 impl GitMode {
@@ -180,7 +180,6 @@ impl GitMode {
             GitMode::Executable => b"100755",
             GitMode::Symlink => b"120000",
             GitMode::Directory => b"40000",
-            GitMode::Revision => b"160000",
         }
     }
 }
@@ -222,6 +221,15 @@ mod tests {
             let swhid = Swhid::new(types[t], id);
             prop_assert_eq!(swhid.to_string().parse::<Swhid>().unwrap(), swhid);
         }
+    }
+
+    #[test]
+    fn content_of_another_length_than_announced_has_no_id() {
+        for data in [&b"1234"[..], b"123456"] {
+            let err = content_id_of_reader(data, 5).unwrap_err();
+            assert!(err.to_string().contains(&format!("expected 5 bytes, read {}", data.len())), "{err}");
+        }
+        assert_eq!(content_id_of_reader(&b"12345"[..], 5).unwrap(), content_id(b"12345"));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use super::swhid::{BlobHasher, GitMode, ObjectType, Swhid, directory_id};
@@ -44,46 +45,72 @@ struct BlobWorker {
     jobs: Option<SyncSender<(Arc<File>, PathBuf, u64)>>,
     results: Receiver<Result<[u8; 20], TreeError>>,
     thread: Option<JoinHandle<()>>,
+    /// Set when the hasher is dropped, so that the worker stops rather than hashing what is queued.
+    cancelled: Arc<AtomicBool>,
     handed_over: usize,
     /// Results received so far, by hand-over order.
     done: Vec<[u8; 20]>,
+    /// Set once a result was an error: the order of later results is then meaningless.
+    failed: bool,
 }
 
 /// Files queued ahead of the worker; each holds a descriptor.
 const QUEUED: usize = 128;
 
 impl BlobWorker {
-    fn start() -> BlobWorker {
+    fn start() -> Result<BlobWorker, TreeError> {
         let (jobs_tx, jobs_rx) = sync_channel::<(Arc<File>, PathBuf, u64)>(QUEUED);
         let (results_tx, results_rx) = channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let worker_cancelled = Arc::clone(&cancelled);
         let thread = std::thread::Builder::new()
             .name("blob-hasher".into())
-            .spawn(move || hash_blobs(jobs_rx, results_tx))
-            .expect("spawning a blob hasher thread");
-        BlobWorker { jobs: Some(jobs_tx), results: results_rx, thread: Some(thread), handed_over: 0, done: Vec::new() }
+            .spawn(move || hash_blobs(jobs_rx, results_tx, &worker_cancelled))
+            .map_err(TreeError::Thread)?;
+        Ok(BlobWorker {
+            jobs: Some(jobs_tx),
+            results: results_rx,
+            thread: Some(thread),
+            cancelled,
+            handed_over: 0,
+            done: Vec::new(),
+            failed: false,
+        })
     }
 
     fn hand_over(&mut self, file: &Arc<File>, path: &Path, size: u64) -> usize {
-        let jobs = self.jobs.as_ref().expect("no file is handed over after finish");
-        // A send fails only if the worker died, which the missing result then reports.
-        let _ = jobs.send((Arc::clone(file), path.to_owned(), size));
+        if let Some(jobs) = &self.jobs {
+            // A send fails only if the worker is gone, which get() then reports.
+            let _ = jobs.send((Arc::clone(file), path.to_owned(), size));
+        }
         self.handed_over += 1;
         self.handed_over - 1
     }
 
     /// The id of blob `n`, if it is hashed already (`wait` false) or once it is (`wait` true).
     fn get(&mut self, n: usize, wait: bool) -> Result<Option<[u8; 20]>, TreeError> {
+        if self.failed {
+            return Err(TreeError::Cancelled);
+        }
         while self.done.len() <= n {
-            let result = if wait {
-                self.results.recv().ok()
+            let received = if wait {
+                self.results.recv().map_err(|_| TryRecvError::Disconnected)
             } else {
-                match self.results.try_recv() {
-                    Ok(result) => Some(result),
-                    Err(_) => return Ok(None),
-                }
+                self.results.try_recv()
             };
-            let result = result.expect("the blob worker answers every file it was given");
-            self.done.push(result?);
+            match received {
+                Ok(Ok(id)) => self.done.push(id),
+                Ok(Err(err)) => {
+                    self.failed = true;
+                    return Err(err);
+                }
+                Err(TryRecvError::Empty) => return Ok(None),
+                // The worker only stops early by panicking: pass the panic on.
+                Err(TryRecvError::Disconnected) => match self.thread.take().map(JoinHandle::join) {
+                    Some(Err(panic)) => std::panic::resume_unwind(panic),
+                    _ => unreachable!("the blob worker answers every file it was given before it ends"),
+                },
+            }
         }
         Ok(Some(self.done[n]))
     }
@@ -91,6 +118,7 @@ impl BlobWorker {
 
 impl Drop for BlobWorker {
     fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
         drop(self.jobs.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -98,9 +126,16 @@ impl Drop for BlobWorker {
     }
 }
 
-fn hash_blobs(jobs: Receiver<(Arc<File>, PathBuf, u64)>, results: Sender<Result<[u8; 20], TreeError>>) {
+fn hash_blobs(
+    jobs: Receiver<(Arc<File>, PathBuf, u64)>,
+    results: Sender<Result<[u8; 20], TreeError>>,
+    cancelled: &AtomicBool,
+) {
     let mut buf = vec![0u8; 256 * 1024];
     for (file, path, size) in jobs {
+        if cancelled.load(Ordering::Relaxed) {
+            return;
+        }
         if results.send(hash_blob(&file, &path, size, &mut buf)).is_err() {
             return;
         }
@@ -156,15 +191,15 @@ impl SwhidHasher {
     }
 
     /// Takes large files by handle and hashes them on a thread of its own.
-    pub fn with_worker(mut self) -> SwhidHasher {
-        self.worker = Some(BlobWorker::start());
-        self
+    pub fn with_worker(mut self) -> Result<SwhidHasher, TreeError> {
+        self.worker = Some(BlobWorker::start()?);
+        Ok(self)
     }
 
     /// The root's SWHID and the recorded contents (empty unless recording), once the tree is
     /// complete.
     pub fn finish(mut self) -> Result<(Swhid, Vec<ContentEntry>), TreeError> {
-        let (mode, id) = self.root.take().expect("finish is called on a complete tree");
+        let (mode, id) = self.root.take().ok_or(TreeError::Incomplete)?;
         let object_type = if mode == GitMode::Directory { ObjectType::Directory } else { ObjectType::Content };
         let root = Swhid::new(object_type, self.resolve(id)?);
         let mut contents = Vec::new();
@@ -306,7 +341,7 @@ mod tests {
         std::fs::write(&path, b"12345").unwrap();
         let file = Arc::new(File::open(&path).unwrap());
         for announced in [4, 6] {
-            let mut hasher = SwhidHasher::new().with_worker();
+            let mut hasher = SwhidHasher::new().with_worker().unwrap();
             hasher.file_start(false, announced).unwrap();
             assert!(hasher.file_handle(&file, &path, announced).unwrap());
             hasher.file_end().unwrap();
@@ -337,7 +372,7 @@ mod tests {
         };
         let mut streamed = SwhidHasher::new().recording_contents();
         feed(&mut streamed, false);
-        let mut handed = SwhidHasher::new().recording_contents().with_worker();
+        let mut handed = SwhidHasher::new().recording_contents().with_worker().unwrap();
         feed(&mut handed, true);
         let (streamed, handed) = (streamed.finish().unwrap(), handed.finish().unwrap());
         assert_eq!(streamed, handed);

@@ -34,14 +34,14 @@ pub fn nar_hash(path: &Path, algo: HashAlgo) -> Result<Hash, TreeError> {
 /// The SWHID of the tree at `path` (what `swh identify` prints when `options` says
 /// [`ExecutableRule::Any`](super::tree::ExecutableRule::Any), what git computes when it says `Owner`).
 pub fn swhid(path: &Path, options: &WalkOptions) -> Result<Swhid, TreeError> {
-    let mut hasher = SwhidHasher::new().with_worker();
+    let mut hasher = SwhidHasher::new().with_worker()?;
     disk::walk(path, options, &mut hasher)?;
     Ok(hasher.finish()?.0)
 }
 
 /// The NAR hash, the SWHID (git's executable rule) and every content id, reading each file once.
 pub fn hash_tree(path: &Path, algo: HashAlgo) -> Result<TreeHashes, TreeError> {
-    let mut sink = Tee::new(NarHasher::new(algo)?, SwhidHasher::new().recording_contents().with_worker());
+    let mut sink = Tee::new(NarHasher::new(algo)?, SwhidHasher::new().recording_contents().with_worker()?);
     disk::walk(path, &WalkOptions::nix(), &mut sink)?;
     let (nar, swhid) = sink.into_inner();
     let (swhid, contents) = swhid.finish()?;

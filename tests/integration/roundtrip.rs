@@ -58,7 +58,7 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = value;
         }
-        let _ = nar::parse_with_limits(&bytes[..], &mut NodeBuilder::new(), Limits { max_bytes: 1 << 20, max_nodes: 1000 });
+        let _ = nar::parse_with_limits(&bytes[..], &mut NodeBuilder::new(), Limits { max_bytes: 1 << 20, max_nodes: 1000, max_depth: 64 });
     }
 }
 

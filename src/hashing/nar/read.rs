@@ -108,6 +108,7 @@ impl<R: Read> Parser<R> {
                 b"regular" => self.regular(sink).map(|()| true)?,
                 b"symlink" => self.symlink(sink).map(|()| true)?,
                 b"directory" => {
+                    self.budget.depth(open.len() + 1)?;
                     sink.directory_start()?;
                     open.push(OpenDirectory { last_name: None });
                     false

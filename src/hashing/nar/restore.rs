@@ -2,7 +2,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::parse_with_limits;
-use crate::hashing::tree::disk::Restorer;
+use crate::hashing::tree::disk::{Restorer, rename_no_replace};
 use crate::hashing::tree::{Limits, TreeError};
 use crate::hashing::{Hash, HashAlgo, Hasher};
 
@@ -18,7 +18,9 @@ pub struct Restored {
 ///
 /// The tree is built in a temporary directory beside `dest` and renamed into place only once the
 /// whole stream has parsed, nothing follows it, and its hash equals `expected` (if given): a
-/// failed or interrupted restore leaves nothing at `dest`.
+/// failed or interrupted restore leaves nothing at `dest`, and nothing that appeared at `dest` in
+/// the meantime is replaced. (Files are not fsynced: a crash right after the rename can leave a
+/// short file, which the hash check of whoever reads it next will catch.)
 pub fn restore(reader: impl Read, dest: &Path, expected: Option<&Hash>, limits: Limits) -> Result<Restored, TreeError> {
     if dest.symlink_metadata().is_ok() {
         return Err(TreeError::DestinationExists { path: dest.to_owned() });
@@ -46,7 +48,10 @@ pub fn restore(reader: impl Read, dest: &Path, expected: Option<&Hash>, limits: 
             return Err(TreeError::HashMismatch { expected: expected.clone(), actual: nar_hash });
         }
     }
-    std::fs::rename(&staged, dest).map_err(|source| TreeError::Write { path: dest.to_owned(), source })?;
+    rename_no_replace(&staged, dest).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => TreeError::DestinationExists { path: dest.to_owned() },
+        _ => TreeError::Write { path: dest.to_owned(), source },
+    })?;
     Ok(Restored { nar_hash, nar_size })
 }
 

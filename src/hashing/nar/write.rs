@@ -20,7 +20,7 @@ fn padding(len: u64) -> usize {
 /// Keyword tokens are written in many small pieces: give it a buffered writer.
 pub struct NarWriter<W: Write> {
     out: W,
-    /// Bytes still owed by the open file, for the padding after it.
+    /// The open file's size, for the padding after its contents.
     file_size: u64,
 }
 
@@ -110,7 +110,7 @@ pub struct NarHasher {
 
 impl NarHasher {
     pub fn new(algo: HashAlgo) -> Result<NarHasher, TreeError> {
-        Ok(NarHasher { nar: NarWriter::new(BackgroundHasher::new(algo))? })
+        Ok(NarHasher { nar: NarWriter::new(BackgroundHasher::new(algo)?)? })
     }
 
     /// The NAR's hash, once the tree is complete.

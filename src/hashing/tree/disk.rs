@@ -57,7 +57,7 @@ impl Walker {
     fn node(&mut self, meta: Metadata, sink: &mut impl TreeSink) -> Result<(), TreeError> {
         let file_type = meta.file_type();
         if file_type.is_file() {
-            self.file(&meta, sink)
+            self.file(sink)
         } else if file_type.is_symlink() {
             let target = fs::read_link(&self.path).map_err(|e| self.read_error(e))?;
             sink.symlink(target.as_os_str().as_bytes())
@@ -79,10 +79,20 @@ impl Walker {
         }
     }
 
-    fn file(&mut self, meta: &Metadata, sink: &mut impl TreeSink) -> Result<(), TreeError> {
+    fn file(&mut self, sink: &mut impl TreeSink) -> Result<(), TreeError> {
+        // Not following symlinks and not blocking on FIFOs, in case the entry was swapped since
+        // it was listed; the size and mode come from the open file itself.
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&self.path)
+            .map_err(|e| self.read_error(e))?;
+        let meta = file.metadata().map_err(|e| self.read_error(e))?;
+        if !meta.is_file() {
+            return Err(self.read_error(std::io::Error::other("it was replaced by something else while being read")));
+        }
         let size = meta.len();
         let executable = self.options.executable.is_executable(meta.permissions().mode());
-        let mut file = File::open(&self.path).map_err(|e| self.read_error(e))?;
         sink.file_start(executable, size)?;
         if size >= HANDOFF_MIN {
             let shared = Arc::new(file);
@@ -173,31 +183,61 @@ pub fn read_exactly_at(
 
 /// Creates the tree it is fed at a path that must not exist yet.
 ///
-/// Every name is checked again (a single component, not `.` or `..`), and files are created
-/// with `O_EXCL`, so that nothing is written outside the new tree, whatever the source. Modes are
-/// 0755 for directories and executables and 0644 for other files.
+/// It trusts nothing about its source: every name is checked again (one component, not `.` or
+/// `..`), events out of order are refused, every node is created inside a directory this restorer
+/// created itself, files with `O_EXCL`, and modes are set through the new descriptors; so nothing
+/// is written outside the new tree. Modes are 0755 for directories and executables and 0644 for
+/// other files.
 pub struct Restorer {
+    /// The node being created, or the innermost open directory between entries.
     path: PathBuf,
-    file: Option<(BufWriter<File>, u64, u64)>,
+    /// The directories created and still open, innermost last.
+    open: Vec<OpenDirectory>,
+    root_created: bool,
+    file: Option<OpenFile>,
+}
+
+struct OpenDirectory {
+    /// `None` between entries; `Some(created)` once an entry has started.
+    entry: Option<bool>,
+}
+
+struct OpenFile {
+    writer: BufWriter<File>,
+    size: u64,
+    written: u64,
 }
 
 impl Restorer {
     pub fn new(root: impl Into<PathBuf>) -> Restorer {
-        Restorer { path: root.into(), file: None }
+        Restorer { path: root.into(), open: Vec::new(), root_created: false, file: None }
     }
 
     fn write_error(&self, source: std::io::Error) -> TreeError {
         TreeError::Write { path: self.path.clone(), source }
     }
 
-    fn set_mode(&self, mode: u32) -> Result<(), TreeError> {
-        // Explicitly, because the creation mode is masked by the umask.
-        fs::set_permissions(&self.path, fs::Permissions::from_mode(mode)).map_err(|e| self.write_error(e))
+    fn out_of_order(&self, event: &'static str) -> TreeError {
+        TreeError::EventOutOfOrder { path: self.path.clone(), event }
+    }
+
+    /// Claims the place for a new node: the root, or the entry just started.
+    fn claim_node(&mut self, event: &'static str) -> Result<(), TreeError> {
+        if self.file.is_some() {
+            return Err(self.out_of_order(event));
+        }
+        match self.open.last_mut() {
+            None if !self.root_created => self.root_created = true,
+            Some(OpenDirectory { entry: Some(created @ false) }) => *created = true,
+            _ => return Err(self.out_of_order(event)),
+        }
+        Ok(())
     }
 }
 
 impl TreeSink for Restorer {
     fn file_start(&mut self, executable: bool, size: u64) -> Result<(), TreeError> {
+        self.claim_node("a file")?;
         let mode = if executable { 0o755 } else { 0o644 };
         let file = fs::OpenOptions::new()
             .write(true)
@@ -205,34 +245,47 @@ impl TreeSink for Restorer {
             .mode(mode)
             .open(&self.path)
             .map_err(|e| self.write_error(e))?;
-        self.set_mode(mode)?;
-        self.file = Some((BufWriter::with_capacity(256 * 1024, file), size, 0));
+        // Explicitly, because the creation mode is masked by the umask.
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| self.write_error(e))?;
+        self.file = Some(OpenFile { writer: BufWriter::with_capacity(256 * 1024, file), size, written: 0 });
         Ok(())
     }
 
     fn file_data(&mut self, data: &[u8]) -> Result<(), TreeError> {
-        let (writer, _, written) = self.file.as_mut().expect("file_data comes between file_start and file_end");
-        *written += data.len() as u64;
-        let result = writer.write_all(data);
+        let Some(file) = self.file.as_mut() else { return Err(self.out_of_order("file data")) };
+        file.written += data.len() as u64;
+        let result = file.writer.write_all(data);
         result.map_err(|e| self.write_error(e))
     }
 
     fn file_end(&mut self) -> Result<(), TreeError> {
-        let (writer, size, written) = self.file.take().expect("file_end follows file_start");
-        if written != size {
-            return Err(TreeError::ChangedWhileReading { path: self.path.clone(), expected: size, found: written });
+        let Some(file) = self.file.take() else { return Err(self.out_of_order("the end of a file")) };
+        if file.written != file.size {
+            return Err(self.write_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} bytes were announced, {} arrived", file.size, file.written),
+            )));
         }
-        writer.into_inner().map_err(|e| self.write_error(e.into_error()))?;
+        file.writer.into_inner().map_err(|e| self.write_error(e.into_error()))?;
         Ok(())
     }
 
     fn symlink(&mut self, target: &[u8]) -> Result<(), TreeError> {
+        self.claim_node("a symlink")?;
         std::os::unix::fs::symlink(OsStr::from_bytes(target), &self.path).map_err(|e| self.write_error(e))
     }
 
     fn directory_start(&mut self) -> Result<(), TreeError> {
+        self.claim_node("a directory")?;
         fs::create_dir(&self.path).map_err(|e| self.write_error(e))?;
-        self.set_mode(0o755)
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|e| self.write_error(e))?;
+        dir.set_permissions(fs::Permissions::from_mode(0o755)).map_err(|e| self.write_error(e))?;
+        self.open.push(OpenDirectory { entry: None });
+        Ok(())
     }
 
     fn entry_start(&mut self, name: &[u8]) -> Result<(), TreeError> {
@@ -242,16 +295,44 @@ impl TreeSink for Restorer {
                 reason: reason.into(),
             });
         }
+        match self.open.last_mut() {
+            Some(dir @ OpenDirectory { entry: None }) if self.file.is_none() => dir.entry = Some(false),
+            _ => return Err(self.out_of_order("an entry")),
+        }
         self.path.push(OsStr::from_bytes(name));
         Ok(())
     }
 
     fn entry_end(&mut self) -> Result<(), TreeError> {
+        match self.open.last_mut() {
+            Some(dir @ OpenDirectory { entry: Some(true) }) if self.file.is_none() => dir.entry = None,
+            _ => return Err(self.out_of_order("the end of an entry")),
+        }
         self.path.pop();
         Ok(())
     }
 
     fn directory_end(&mut self) -> Result<(), TreeError> {
-        Ok(())
+        match self.open.last() {
+            Some(OpenDirectory { entry: None }) if self.file.is_none() => {
+                self.open.pop();
+                Ok(())
+            }
+            _ => Err(self.out_of_order("the end of a directory")),
+        }
     }
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything at `to`
+/// (`rename(2)` would silently replace a file or an empty directory).
+pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path contains a NUL byte"))
+    };
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let status =
+        unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    if status == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::{Budget, ExecutableRule, Limits, TreeError, TreeSink, invalid_name_reason};
+use crate::hashing::nar::MAX_NAME_LEN;
 use crate::hashing::nar::NarWriter;
 use crate::hashing::swhid_hasher::SwhidHasher;
 use crate::hashing::{Hash, HashAlgo, Swhid};
@@ -70,8 +71,9 @@ impl Node {
     }
 
     /// Puts `node` at the `/`-separated relative `path` below this directory, creating
-    /// intermediate directories. A leading `./` and repeated or trailing `/` are ignored.
-    pub fn insert(&mut self, path: &[u8], node: Node) -> Result<(), TreeError> {
+    /// intermediate directories, and returns how many it created. A leading `./` and repeated or
+    /// trailing `/` are ignored.
+    pub fn insert(&mut self, path: &[u8], node: Node) -> Result<usize, TreeError> {
         let shown = || String::from_utf8_lossy(path).into_owned();
         let hostile = |reason: &str| TreeError::HostileMember { path: shown(), reason: reason.to_owned() };
         if path.first() == Some(&b'/') {
@@ -87,16 +89,20 @@ impl Node {
         let Some((last, parents)) = components.split_last() else {
             // The archive's root itself: only a directory can stand there.
             return match node {
-                Node::Directory(_) => Ok(()),
+                Node::Directory(_) => Ok(0),
                 _ => Err(hostile("a file cannot replace the root directory")),
             };
         };
         let mut dir = self;
+        let mut created = 0;
         for component in parents {
             let Node::Directory(entries) = dir else {
                 return Err(hostile("the path passes through a file or symlink"));
             };
-            dir = entries.entry(component.to_vec()).or_insert_with(Node::empty_directory);
+            dir = entries.entry(component.to_vec()).or_insert_with(|| {
+                created += 1;
+                Node::empty_directory()
+            });
         }
         let Node::Directory(entries) = dir else {
             return Err(hostile("the path passes through a file or symlink"));
@@ -107,7 +113,7 @@ impl Node {
                 entries.insert(last.to_vec(), node);
             }
         }
-        Ok(())
+        Ok(created)
     }
 
     /// The node at a `/`-separated relative path, if there is one.
@@ -124,13 +130,23 @@ impl Node {
     /// Reads every member of a tar stream into a directory node (see the module docs), refusing
     /// archives past `limits`; `executable` says which mode bits count.
     pub fn from_tar(reader: impl Read, limits: Limits, executable: ExecutableRule) -> Result<Node, TreeError> {
-        let mut archive = tar::Archive::new(reader);
-        let mut root = Node::empty_directory();
         let mut budget = Budget::new(limits);
+        // The tar crate reads long names and pax headers whole: cap the input, so that a hostile
+        // header cannot take more memory than the limits allow for contents.
+        let mut archive = tar::Archive::new(CappedReader { inner: reader, remaining: budget.input_cap() });
+        let mut root = Node::empty_directory();
         for member in archive.entries().map_err(TreeError::Archive)? {
             let mut member = member.map_err(TreeError::Archive)?;
             let path = member.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&path).into_owned();
+            let link_len = member.link_name_bytes().map_or(0, |l| l.len());
+            if path.len() as u64 > MAX_NAME_LEN || link_len as u64 > MAX_NAME_LEN {
+                return Err(TreeError::HostileMember {
+                    path: shown.chars().take(100).collect::<String>() + "…",
+                    reason: format!("its path or link target is longer than {MAX_NAME_LEN} bytes"),
+                });
+            }
+            budget.depth(path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").count())?;
             let header = member.header();
             let kind = header.entry_type();
             let node = match kind {
@@ -172,17 +188,45 @@ impl Node {
                         }
                     }
                 }
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    return Err(TreeError::HostileMember {
+                        path: shown,
+                        reason: format!("it is a {kind:?}: devices and FIFOs cannot be archived"),
+                    });
+                }
                 other => {
                     return Err(TreeError::HostileMember {
                         path: shown,
-                        reason: format!("unsupported member type {other:?} (devices and FIFOs cannot be archived)"),
+                        reason: format!(
+                            "unsupported member type {other:?} (only files, directories, symlinks and hard links)"
+                        ),
                     });
                 }
             };
             budget.node()?;
-            root.insert(&path, node)?;
+            for _ in 0..root.insert(&path, node)? {
+                budget.node()?;
+            }
         }
         Ok(root)
+    }
+}
+
+/// A reader that fails once more than `remaining` bytes have been asked of it.
+struct CappedReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.remaining == 0 {
+            return Err(std::io::Error::other("the archive is larger than the limits allow"));
+        }
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }
 

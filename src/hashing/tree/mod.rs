@@ -81,8 +81,8 @@ impl<S: TreeSink + ?Sized> TreeSink for &mut S {
 
 /// Feeds every event to two sinks, first `A`, then `B`.
 pub struct Tee<A, B> {
-    pub first: A,
-    pub second: B,
+    first: A,
+    second: B,
     /// For reading a file that one sink takes by handle and the other does not.
     buf: Vec<u8>,
 }
@@ -178,7 +178,7 @@ pub enum TreeError {
         #[source]
         source: io::Error,
     },
-    #[error("failed to hash {}: it is a {kind}, and NAR and git trees hold only files, directories and symlinks", path.display())]
+    #[error("cannot represent {}: it is a {kind}, and NAR and git trees hold only files, directories and symlinks", path.display())]
     UnsupportedType { path: PathBuf, kind: &'static str },
     #[error("failed to read {}: it changed while being read (expected {expected} bytes, found {found})", path.display())]
     ChangedWhileReading { path: PathBuf, expected: u64, found: u64 },
@@ -196,6 +196,14 @@ pub enum TreeError {
     LimitExceeded { what: &'static str, limit: u64 },
     #[error("failed to restore to {}: it already exists", path.display())]
     DestinationExists { path: PathBuf },
+    #[error("refusing {event} at {}: it does not fit where the tree is", path.display())]
+    EventOutOfOrder { path: PathBuf, event: &'static str },
+    #[error("the tree ended before it was complete")]
+    Incomplete,
+    #[error("failed to start a hashing thread")]
+    Thread(#[source] io::Error),
+    #[error("hashing was cancelled")]
+    Cancelled,
     #[error("hash mismatch: expected {expected}, got {actual}")]
     HashMismatch { expected: Hash, actual: Hash },
 }
@@ -208,17 +216,21 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Number of files, symlinks and directories.
     pub max_nodes: u64,
+    /// Directories nested in one another.
+    pub max_depth: u64,
 }
 
 impl Limits {
     /// No bound: for trees the user already has on disk.
-    pub const UNLIMITED: Limits = Limits { max_bytes: u64::MAX, max_nodes: u64::MAX };
+    pub const UNLIMITED: Limits = Limits { max_bytes: u64::MAX, max_nodes: u64::MAX, max_depth: u64::MAX };
 }
 
 impl Default for Limits {
-    /// Generous for real sources (the largest Nixpkgs tarballs unpack to a few GiB).
+    /// Generous for real sources (the largest Nixpkgs tarballs unpack to a few GiB, and no real
+    /// tree nests a few hundred levels deep), and small enough that recursion over an in-memory
+    /// tree stays far from the stack's end.
     fn default() -> Self {
-        Limits { max_bytes: 64 << 30, max_nodes: 10_000_000 }
+        Limits { max_bytes: 64 << 30, max_nodes: 10_000_000, max_depth: 512 }
     }
 }
 
@@ -243,6 +255,21 @@ impl Budget {
             }
             _ => Ok(()),
         }
+    }
+
+    pub(crate) fn depth(&self, depth: usize) -> Result<(), TreeError> {
+        match self.limits {
+            Some(l) if depth as u64 > l.max_depth => {
+                Err(TreeError::LimitExceeded { what: "nested directories", limit: l.max_depth })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How many bytes of archive input can hold what the limits allow: contents, plus a
+    /// generous 2 KiB of headers, names and padding per node.
+    pub(crate) fn input_cap(&self) -> u64 {
+        self.limits.map_or(u64::MAX, |l| l.max_bytes.saturating_add(l.max_nodes.saturating_mul(2048)))
     }
 
     pub(crate) fn bytes(&mut self, n: u64) -> Result<(), TreeError> {
