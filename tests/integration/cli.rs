@@ -1,6 +1,7 @@
 //! The command line: errors name the input and what is wrong, and the exit code says failure.
 
-use crate::util::{bridge, failure, temp_dir};
+use crate::reference_tools::{bridge, failure};
+use crate::trees::temp_dir;
 
 #[test]
 fn bad_hashes_are_named_with_the_reason() {
@@ -17,6 +18,16 @@ fn bad_hashes_are_named_with_the_reason() {
 
     let stderr = failure(bridge().args(["hash", "convert", "--to", "hex", "--algo", "sha256", &"e".repeat(52)]));
     assert!(stderr.contains("not valid Nix base32"), "{stderr}");
+}
+
+#[test]
+fn every_bad_hash_is_reported() {
+    let sri = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let out = bridge().args(["hash", "convert", "--to", "hex", "bad-one", sri, "sha256-bad"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`bad-one`") && stderr.contains("`sha256-bad`"), "{stderr}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
 }
 
 #[test]

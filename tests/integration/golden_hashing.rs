@@ -15,7 +15,8 @@ use swh_bridge::hashing::tree::memory::Node;
 use swh_bridge::hashing::tree::{Limits, Tee};
 use swh_bridge::hashing::{HashAlgo, nar, tree_hasher};
 
-use crate::util::{TreeShape, bridge, line, make_tree, output, regular_files, temp_dir, tool};
+use crate::reference_tools::{bridge, line, output, tool};
+use crate::trees::{TreeShape, make_tree, regular_files, temp_dir};
 
 const WITH_EMPTY_DIRS: TreeShape = TreeShape { empty_dirs: true };
 
@@ -108,6 +109,18 @@ fn convert_matches_nix_hash_to() {
                 let ours = line(bridge().args(["hash", "convert", "--to", to, "--algo", algo, input]));
                 assert_eq!(ours, reference, "{input} {to}");
             }
+        }
+        // Nix reads base64 leniently: no padding in SRI, unused trailing bits set.
+        let unpadded = sri.trim_end_matches('=');
+        // The last digit's lowest bit is unused for every algorithm here: flip it.
+        const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let last = unpadded.len() - 1;
+        let value = DIGITS.iter().position(|&d| d == unpadded.as_bytes()[last]).unwrap();
+        let sloppy = format!("{}{}{}", &unpadded[..last], DIGITS[value ^ 1] as char, &sri[unpadded.len()..]);
+        assert_ne!(sloppy, sri);
+        for input in [unpadded, sloppy.as_str()] {
+            let reference = line(tool("nix").args(["hash", "to-base16", input]));
+            assert_eq!(line(bridge().args(["hash", "convert", "--to", "hex", input])), reference, "{input}");
         }
         // SRI and prefixed forms carry their algorithm.
         let prefixed = format!("{algo}:{nix32}");
@@ -309,6 +322,24 @@ fn file_over_four_gib_hashes_like_nix_and_git() {
 }
 
 #[test]
+fn a_failing_walk_stops_the_hashing_threads() {
+    // A large file queued for the worker threads, then a FIFO that fails the walk: the error
+    // comes back (and the threads are told to stop) instead of the walk hanging or hashing on.
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    fs::create_dir(&root).unwrap();
+    fs::File::create(root.join("a-large")).unwrap().set_len(1 << 30).unwrap();
+    output(tool("mkfifo").arg(root.join("b-fifo")));
+    for result in [
+        tree_hasher::hash_tree(&root, HashAlgo::Sha256).map(|_| ()),
+        tree_hasher::nar_hash(&root, HashAlgo::Sha256).map(|_| ()),
+    ] {
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("b-fifo") && err.contains("FIFO"), "{err}");
+    }
+}
+
+#[test]
 fn special_files_are_an_error_naming_the_path() {
     let tmp = temp_dir();
     let fifo_dir = tmp.path().join("with-fifo");
@@ -320,6 +351,6 @@ fn special_files_are_an_error_naming_the_path() {
     let socket_dir = tmp.path().join("with-socket");
     fs::create_dir(&socket_dir).unwrap();
     let _listener = std::os::unix::net::UnixListener::bind(socket_dir.join("sock")).unwrap();
-    let stderr = crate::util::failure(bridge().args(["hash", "path", "--type", "all"]).arg(&socket_dir));
+    let stderr = crate::reference_tools::failure(bridge().args(["hash", "path", "--type", "all"]).arg(&socket_dir));
     assert!(stderr.contains("is a socket") && stderr.contains("with-socket/sock"), "{stderr}");
 }

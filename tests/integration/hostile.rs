@@ -2,12 +2,18 @@
 //! nothing behind.
 
 use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
 
-use swh_bridge::hashing::nar;
+use swh_bridge::hashing::tree::TreeSink;
+use swh_bridge::hashing::tree::disk::Restorer;
 use swh_bridge::hashing::tree::memory::Node;
 use swh_bridge::hashing::tree::{ExecutableRule, Limits, TreeError};
+use swh_bridge::hashing::{HashAlgo, nar};
 
-use crate::util::temp_dir;
+use crate::reference_tools::{line, tool};
+use crate::trees::temp_dir;
 
 /// Serialises NAR tokens: 8-byte little-endian length, bytes, zero padding to 8.
 fn nar_of(tokens: &[&[u8]]) -> Vec<u8> {
@@ -163,7 +169,7 @@ fn tar_bombs_are_refused_before_reading() {
 }
 
 #[test]
-fn tar_hard_links_and_repeats_behave_like_tar_extract() {
+fn tar_hard_links_and_repeats_hash_like_tar_extract() {
     use tar::EntryType::{Directory, Link, Regular};
     let members = [
         member(b"./dir/", Directory, b"", b""),
@@ -172,8 +178,76 @@ fn tar_hard_links_and_repeats_behave_like_tar_extract() {
         member(b"./dir/", Directory, b"", b""),
         member(b"./hard", Link, b"./dir/a", b""),
     ];
-    let node = Node::from_tar(&archive(&members)[..], Limits::default(), ExecutableRule::Owner).unwrap();
-    let file = |contents: &[u8]| Node::File { executable: false, contents: contents.to_vec() };
-    assert_eq!(node.get(b"dir/a"), Some(&file(b"second")));
-    assert_eq!(node.get(b"hard"), Some(&file(b"second")));
+    let bytes = archive(&members);
+    let tmp = temp_dir();
+    let extracted = tmp.path().join("x");
+    fs::create_dir(&extracted).unwrap();
+    let mut untar = tool("tar");
+    untar.arg("-C").arg(&extracted).args(["-xf", "-"]).stdin(Stdio::piped());
+    let mut child = untar.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let node = Node::from_tar(&bytes[..], Limits::default(), ExecutableRule::Any).unwrap();
+    assert_eq!(node.nar_hash(HashAlgo::Sha256).to_sri(), line(tool("nix").args(["hash", "path"]).arg(&extracted)));
+    assert_eq!(node.swhid().to_string(), line(tool("swh").args(["identify", "--no-filename"]).arg(&extracted)));
+}
+
+#[test]
+fn deep_or_long_tar_paths_are_refused() {
+    let deep: Vec<u8> = b"d/".repeat(600).into_iter().chain(*b"f").collect();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(1);
+    header.set_mode(0o644);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_data(&mut header, std::str::from_utf8(&deep).unwrap(), &b"x"[..]).unwrap();
+    let bytes = builder.into_inner().unwrap();
+    let err = Node::from_tar(&bytes[..], Limits::default(), ExecutableRule::Owner).unwrap_err();
+    assert!(err.to_string().contains("limit of 512 nested directories"), "{err}");
+
+    let long = "n".repeat(5000);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_data(&mut header, &long, &b"x"[..]).unwrap();
+    let bytes = builder.into_inner().unwrap();
+    let err = Node::from_tar(&bytes[..], Limits::default(), ExecutableRule::Owner).unwrap_err();
+    assert!(err.to_string().contains("longer than 4096 bytes"), "{err}");
+
+    let err =
+        Node::from_tar(&bytes[..], Limits { max_bytes: 100, max_nodes: 1, ..Limits::default() }, ExecutableRule::Owner)
+            .unwrap_err();
+    assert!(err.to_string().contains("failed to read the archive"), "{err}");
+}
+
+#[test]
+fn restorer_refuses_events_that_would_leave_the_tree() {
+    let tmp = temp_dir();
+    type Attempt = fn(&mut Restorer) -> Result<(), TreeError>;
+    let attempts: [(&str, Attempt); 4] = [
+        ("two entries open at once", |r| {
+            r.directory_start()?;
+            r.entry_start(b"a")?;
+            r.entry_start(b"b")
+        }),
+        ("an entry inside a symlink", |r| {
+            r.directory_start()?;
+            r.entry_start(b"link")?;
+            r.symlink(b"/tmp")?;
+            r.entry_start(b"escape")
+        }),
+        ("two roots", |r| {
+            r.symlink(b"x")?;
+            r.directory_start()
+        }),
+        ("an entry in a file", |r| {
+            r.file_start(false, 0)?;
+            r.entry_start(b"x")
+        }),
+    ];
+    for (i, (what, attempt)) in attempts.into_iter().enumerate() {
+        let root = tmp.path().join(format!("r{i}"));
+        let err = attempt(&mut Restorer::new(&root)).expect_err(what);
+        assert!(err.to_string().starts_with("refusing "), "{what}: {err}");
+    }
+    assert!(!Path::new("/tmp/escape").exists());
 }

@@ -5,5 +5,6 @@
 mod cli;
 mod golden_hashing;
 mod hostile;
+mod reference_tools;
 mod roundtrip;
-mod util;
+mod trees;
