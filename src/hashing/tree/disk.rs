@@ -8,7 +8,7 @@
 //! - names are raw bytes (`OsStr`), so non-UTF-8 names survive.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File, FileType};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
@@ -39,7 +39,7 @@ const HANDOFF_MIN: u64 = 64 * 1024;
 pub fn walk(root: &Path, options: &WalkOptions, sink: &mut impl TreeSink) -> Result<(), TreeError> {
     let meta = fs::symlink_metadata(root).map_err(|source| TreeError::Read { path: root.to_owned(), source })?;
     let mut walker = Walker { options: *options, path: root.to_owned(), buf: vec![0u8; READ_CHUNK] };
-    walker.node(meta, sink)
+    walker.node(meta.file_type(), sink)
 }
 
 struct Walker {
@@ -54,8 +54,7 @@ impl Walker {
         TreeError::Read { path: self.path.clone(), source }
     }
 
-    fn node(&mut self, meta: Metadata, sink: &mut impl TreeSink) -> Result<(), TreeError> {
-        let file_type = meta.file_type();
+    fn node(&mut self, file_type: FileType, sink: &mut impl TreeSink) -> Result<(), TreeError> {
         if file_type.is_file() {
             self.file(sink)
         } else if file_type.is_symlink() {
@@ -134,17 +133,20 @@ impl Walker {
     }
 
     fn directory(&mut self, sink: &mut impl TreeSink) -> Result<(), TreeError> {
-        let mut names: Vec<OsString> = Vec::new();
+        // The listing's own file types (d_type) save an lstat per entry; a regular file's size
+        // and mode come from the file once it is open.
+        let mut entries: Vec<(OsString, FileType)> = Vec::new();
         for entry in fs::read_dir(&self.path).map_err(|e| self.read_error(e))? {
-            names.push(entry.map_err(|e| self.read_error(e))?.file_name());
+            let entry = entry.map_err(|e| self.read_error(e))?;
+            let file_type = entry.file_type().map_err(|e| self.read_error(e))?;
+            entries.push((entry.file_name(), file_type));
         }
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        entries.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
         sink.directory_start()?;
-        for name in names {
+        for (name, file_type) in entries {
             self.path.push(&name);
-            let meta = fs::symlink_metadata(&self.path).map_err(|e| self.read_error(e))?;
             sink.entry_start(name.as_bytes())?;
-            self.node(meta, sink)?;
+            self.node(file_type, sink)?;
             sink.entry_end()?;
             self.path.pop();
         }
