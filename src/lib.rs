@@ -4,3 +4,5 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod hashing;
+pub mod listers;
+pub mod sources;

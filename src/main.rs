@@ -33,6 +33,62 @@ enum Command {
     /// Write and read NAR (Nix ARchive) streams.
     #[command(subcommand)]
     Nar(NarCommand),
+    /// List the sources a Nixpkgs revision needs, as sources.json, by evaluating it with Nix.
+    List(ListArgs),
+    /// Check, compare and count sources.json files (nixpkgs-swh's or Guix's).
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    /// A Nixpkgs checkout, or a git repository with --rev.
+    #[arg(required_unless_present = "from_raw")]
+    nixpkgs: Option<PathBuf>,
+    /// The revision to list (checked out into a temporary directory).
+    #[arg(long)]
+    rev: Option<String>,
+    /// Start from this attribute path instead of the default roots (repeatable).
+    #[arg(long = "attr")]
+    attrs: Vec<String>,
+    /// Evaluator processes to run at once.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Where to write sources.json.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also keep the evaluation's raw output here.
+    #[arg(long)]
+    save_raw: Option<PathBuf>,
+    /// Post-process a raw evaluation saved with --save-raw instead of evaluating.
+    #[arg(long, conflicts_with_all = ["nixpkgs", "rev", "attrs"])]
+    from_raw: Option<PathBuf>,
+    /// Print the summary as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// Check every entry and report each problem with its index and field.
+    Validate {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sources added, removed and changed from OLD to NEW.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by type, hash mode and algorithm, host, scheme and file type.
+    Stats {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +243,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             writeln!(out, "{}", Hash::parse(text, algo)?.encode(to))?;
             Ok(())
         }),
+        Command::List(args) => list(args),
+        Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
             nar::dump_path(&path, io::stdout().lock()).with_context(|| format!("failed to dump {}", path.display()))?;
             Ok(ExitCode::SUCCESS)
@@ -246,4 +304,182 @@ fn path_json(path: &[u8]) -> serde_json::Value {
             "path_base64": data_encoding::BASE64.encode(path),
         }),
     }
+}
+
+fn list(args: ListArgs) -> Result<ExitCode> {
+    use swh_bridge::listers::nixpkgs::{self, ListOptions, RawEvaluation};
+
+    let listing = match (&args.from_raw, &args.nixpkgs) {
+        (Some(raw), _) => {
+            let bytes = std::fs::read(raw).with_context(|| format!("failed to read {}", raw.display()))?;
+            let evaluation: RawEvaluation =
+                serde_json::from_slice(&bytes).with_context(|| format!("failed to parse {}", raw.display()))?;
+            nixpkgs::Listing::from_raw(evaluation, None, None)
+        }
+        (None, Some(path)) => {
+            let options = ListOptions { nixpkgs: path.clone(), rev: args.rev, attrs: args.attrs, jobs: args.jobs };
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template("{spinner} evaluating {pos}/{len} chunks of roots {elapsed}")
+                    .expect("a valid template"),
+            );
+            let listing = nixpkgs::list(&options, &|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            });
+            bar.finish_and_clear();
+            listing.with_context(|| format!("failed to list {}", path.display()))?
+        }
+        (None, None) => unreachable!("clap requires NIXPKGS or --from-raw"),
+    };
+    if let Some(raw_path) = &args.save_raw {
+        write_atomically(raw_path, |out| Ok(serde_json::to_writer(out, &listing.raw)?))?;
+    }
+    write_atomically(&args.output, |out| swh_bridge::sources::write(&listing.file, out).map_err(Into::into))?;
+
+    let by = |f: &dyn Fn(&swh_bridge::sources::Source) -> String| {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for source in &listing.file.sources {
+            *counts.entry(f(source)).or_default() += 1;
+        }
+        counts
+    };
+    let by_type = by(&|s| s.kind.name().to_owned());
+    let by_mode = by(&|s| s.output_hash_mode.clone().unwrap_or_default());
+    if args.json {
+        let failed: Vec<_> =
+            listing.failed.iter().map(|f| json!({ "attribute": f.attribute, "reason": f.reason })).collect();
+        let rejected: Vec<_> = listing.rejected.iter().map(|r| r.to_string()).collect();
+        println!(
+            "{}",
+            json!({
+                "sources": listing.file.sources.len(),
+                "roots": listing.roots,
+                "by_type": by_type,
+                "by_hash_mode": by_mode,
+                "failed": failed,
+                "rejected": rejected,
+            })
+        );
+    } else {
+        eprintln!(
+            "{} sources from {} root attributes written to {}",
+            listing.file.sources.len(),
+            listing.roots,
+            args.output.display()
+        );
+        let show = |counts: &std::collections::BTreeMap<String, usize>| {
+            counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        };
+        eprintln!("  by type: {}", show(&by_type));
+        eprintln!("  by hash mode: {}", show(&by_mode));
+        if !listing.failed.is_empty() {
+            eprintln!("  {} attributes failed to evaluate and were skipped:", listing.failed.len());
+            for failure in &listing.failed {
+                eprintln!("    {}: {}", failure.attribute, failure.reason.as_deref().unwrap_or("(reason not looked up)"));
+            }
+        }
+        if !listing.rejected.is_empty() {
+            eprintln!("  {} fixed-output derivations could not be described:", listing.rejected.len());
+            for rejected in &listing.rejected {
+                eprintln!("    {rejected}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sources(command: SourcesCommand) -> Result<ExitCode> {
+    use swh_bridge::sources::{diff, stats, validate};
+
+    match command {
+        SourcesCommand::Validate { file, json } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
+            let document: serde_json::Value =
+                serde_json::from_slice(&bytes).with_context(|| format!("failed to parse {} as JSON", file.display()))?;
+            let report = validate::validate(&document);
+            if json {
+                let problems: Vec<_> = report.problems.iter().map(|p| p.to_string()).collect();
+                println!("{}", json!({ "entries": report.entries, "problems": problems }));
+            } else {
+                for problem in &report.problems {
+                    println!("{}: {problem}", file.display());
+                }
+                eprintln!("{} entries, {} problems", report.entries, report.problems.len());
+            }
+            Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        SourcesCommand::Diff { old, new, json } => {
+            let (old_read, new_read) = (read_sources(&old)?, read_sources(&new)?);
+            let changes = diff::diff(&old_read.file.sources, &new_read.file.sources);
+            let mut out = io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &changes)?;
+                writeln!(out)?;
+            } else {
+                for source in &changes.added {
+                    writeln!(out, "+ {} {}", source.identity(), source.primary_url().unwrap_or(""))?;
+                }
+                for source in &changes.removed {
+                    writeln!(out, "- {} {}", source.identity(), source.primary_url().unwrap_or(""))?;
+                }
+                for change in &changes.changed {
+                    writeln!(out, "~ {} ({})", change.identity, change.fields.join(", "))?;
+                }
+                eprintln!(
+                    "{} added, {} removed, {} changed",
+                    changes.added.len(),
+                    changes.removed.len(),
+                    changes.changed.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SourcesCommand::Stats { file, json } => {
+            let read = read_sources(&file)?;
+            let counts = stats::stats(&read);
+            if json {
+                println!("{}", serde_json::to_string(&counts)?);
+            } else {
+                let show = |counts: &std::collections::BTreeMap<String, usize>| {
+                    counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                };
+                println!("sources: {} (and {} without an origin)", counts.sources, counts.without_origin);
+                println!("by type: {}", show(&counts.by_type));
+                println!("by hash mode: {}", show(&counts.by_hash_mode));
+                println!("by hash algorithm: {}", show(&counts.by_hash_algo));
+                println!("url sources by scheme: {}", show(&counts.by_scheme));
+                println!("url sources by file type: {}", show(&counts.by_file_type));
+                println!("hosts: {}", counts.hosts);
+                for (host, n) in &counts.top_hosts {
+                    println!("  {n:>8}  {host}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Reads a sources.json, reporting the entries it had to skip.
+fn read_sources(path: &std::path::Path) -> Result<swh_bridge::sources::ReadSources> {
+    let read = swh_bridge::sources::read_file(path)?;
+    for problem in &read.problems {
+        eprintln!("warning: {}: skipping {problem}", path.display());
+    }
+    Ok(read)
+}
+
+/// Writes `path` through a temporary file beside it, renamed into place once complete.
+fn write_atomically(path: &std::path::Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("failed to write {}", path.display()))?;
+    {
+        let mut out = io::BufWriter::new(temp.as_file_mut());
+        write(&mut out)?;
+        out.flush().with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    temp.persist(path).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(())
 }

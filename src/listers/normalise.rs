@@ -1,0 +1,188 @@
+//! From the walker's raw records to sources.json entries.
+//!
+//! What the walker reports is what the derivations hold, which follows each fetcher's habits:
+//! - `fetchurl` keeps `mirror://site/path` URLs (its builder expands them at build time), in
+//!   `urls`; builtin fetchers and VCS fetchers have a single `url`;
+//! - the hash is in `outputHash` in any spelling (hex, nix32, base64, SRI), with
+//!   `outputHashAlgo` null when it is SRI;
+//! - the fetcher is not recorded as such; it shows in its own attributes: `fetchgit` sets
+//!   `fetchSubmodules` and `leaveDotGit`, `fetchhg` sets `subrepoClause`, `fetchsvn` sets
+//!   `ignoreExternals`; `rev` is a string, or a number for svn;
+//! - `sparseCheckout` is the list joined with newlines (empty when unused).
+//!
+//! Mirror URLs are expanded the way nixpkgs-swh does: every prefix of the site, joined to the path
+//! with exactly one `/`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::hashing::{Hash, HashAlgo};
+use crate::sources::{Source, SourceType};
+
+/// One fixed-output derivation as the walker reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSource {
+    pub store_path: Option<String>,
+    pub name: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub url: Option<String>,
+    pub output_hash: Option<String>,
+    pub output_hash_algo: Option<String>,
+    pub output_hash_mode: Option<String>,
+    pub post_fetch: Option<String>,
+    pub rev: Option<Value>,
+    pub fetch_submodules: Option<Value>,
+    pub sparse_checkout: Option<String>,
+    pub leave_dot_git: Option<Value>,
+    pub ignore_externals: Option<Value>,
+    pub subrepo_clause: Option<String>,
+}
+
+/// The mirror lists of a revision: site name to URL prefixes.
+pub type Mirrors = BTreeMap<String, Vec<String>>;
+
+/// Why a raw record did not become a source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", store_path.as_deref().unwrap_or("a source without a store path"))]
+pub struct NormaliseError {
+    pub store_path: Option<String>,
+    pub reason: String,
+}
+
+/// Turns a raw record into a source, expanding mirror URLs with `mirrors`.
+pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, NormaliseError> {
+    let fail = |reason: String| NormaliseError { store_path: raw.store_path.clone(), reason };
+    let output_hash = text(&raw.output_hash).ok_or_else(|| fail("it has no outputHash".into()))?;
+    let algo = match text(&raw.output_hash_algo) {
+        Some(name) => Some(name.parse::<HashAlgo>().map_err(|e| fail(e.to_string()))?),
+        None => None,
+    };
+    let hash = Hash::parse(output_hash, algo).map_err(|e| fail(e.to_string()))?;
+    let mode = text(&raw.output_hash_mode).unwrap_or("flat");
+    if mode != "flat" && mode != "recursive" {
+        return Err(fail(format!("outputHashMode `{mode}` is neither flat nor recursive")));
+    }
+
+    let rev = raw.rev.as_ref().and_then(|rev| match rev {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let is_set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    let kind = if raw.urls.is_some() {
+        SourceType::Url
+    } else if rev.is_none() {
+        SourceType::Url
+    } else if is_set(&raw.fetch_submodules) || is_set(&raw.leave_dot_git) {
+        SourceType::Git
+    } else if raw.subrepo_clause.is_some() {
+        SourceType::Hg
+    } else if is_set(&raw.ignore_externals) {
+        SourceType::Svn
+    } else {
+        return Err(fail("it has a `url` and a `rev` but no attribute of a known VCS fetcher".into()));
+    };
+
+    let mut source = Source {
+        kind,
+        urls: None,
+        integrity: Some(hash.to_sri()),
+        output_hash_algo: Some(hash.algo().name().to_owned()),
+        output_hash_mode: Some(mode.to_owned()),
+        post_fetch: text(&raw.post_fetch).map(str::to_owned),
+        submodule: None,
+        sparse_checkout: None,
+        git_url: None,
+        git_ref: None,
+        hg_url: None,
+        hg_changeset: None,
+        svn_url: None,
+        svn_revision: None,
+        svn_files: None,
+        nix_store_path: raw.store_path.clone(),
+        narinfo: None,
+        last_modified: None,
+        output_hash: None,
+        name: None,
+        inferred_fetcher: None,
+    };
+    let url = || text(&raw.url).map(str::to_owned).ok_or_else(|| fail("it has no `url`".into()));
+    match kind {
+        SourceType::Url => {
+            let listed = match &raw.urls {
+                Some(urls) => urls.clone(),
+                None => vec![url()?],
+            };
+            let expanded = expand_mirrors(&listed, mirrors).map_err(fail)?;
+            if expanded.is_empty() {
+                return Err(fail("its list of URLs is empty".into()));
+            }
+            source.urls = Some(expanded);
+        }
+        SourceType::Git => {
+            source.git_url = Some(url()?);
+            source.git_ref = rev;
+            source.submodule = (raw.fetch_submodules == Some(Value::Bool(true))).then_some(true);
+            source.sparse_checkout = text(&raw.sparse_checkout).map(str::to_owned);
+        }
+        SourceType::Hg => {
+            source.hg_url = Some(url()?);
+            source.hg_changeset = rev;
+        }
+        SourceType::Svn => {
+            source.svn_url = Some(url()?);
+            source.svn_revision = rev.map(|r| r.parse::<u64>().map_or(Value::String(r), |n| Value::Number(n.into())));
+        }
+    }
+    Ok(source)
+}
+
+/// The string, unless it is missing or empty.
+fn text(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|s| !s.is_empty())
+}
+
+/// Expands `mirror://site/path` URLs into one URL per mirror of the site, keeping the order and
+/// dropping repeats.
+pub fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::with_capacity(urls.len());
+    let mut push = |url: String| {
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    };
+    for url in urls {
+        let Some(rest) = url.strip_prefix("mirror://") else {
+            push(url.clone());
+            continue;
+        };
+        let (site, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefixes = mirrors.get(site).ok_or_else(|| format!("`{url}` names the unknown mirror site `{site}`"))?;
+        for prefix in prefixes {
+            push(format!("{}/{}", prefix.trim_end_matches('/'), path.trim_start_matches('/')));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_expand_with_one_slash_and_unknown_sites_are_named() {
+        let mirrors: Mirrors = [("gnu".to_owned(), vec!["https://a.org/gnu/".to_owned(), "https://b.org".to_owned()])]
+            .into_iter()
+            .collect();
+        let urls = vec!["mirror://gnu/hello/h.tar.gz".to_owned(), "https://a.org/gnu/hello/h.tar.gz".to_owned()];
+        assert_eq!(
+            expand_mirrors(&urls, &mirrors).unwrap(),
+            ["https://a.org/gnu/hello/h.tar.gz", "https://b.org/hello/h.tar.gz"]
+        );
+        let err = expand_mirrors(&["mirror://nope/x".to_owned()], &mirrors).unwrap_err();
+        assert!(err.contains("unknown mirror site `nope`"), "{err}");
+    }
+}

@@ -1,0 +1,255 @@
+//! `sources.json`, the list of sources a Nixpkgs (or Guix) revision needs, in the format
+//! nixpkgs-swh publishes and Software Heritage's nixguix lister reads.
+//!
+//! Quirks of the format as published:
+//! - field names mix styles (`outputHashMode`, `nixStorePath`, `git_url`, `svn_revision`): they
+//!   are kept exactly, as consumers read them by name;
+//! - nixpkgs-swh writes `"version": 1`, Guix `"version": "1"`; the top-level `revision`,
+//!   `release`, `evaluation` and `timestamp` are strings (passed to Nix with `--argstr`);
+//! - `type` is `url`, `git`, `hg` or `svn`; Guix also writes `false` (unknown fetch method) and
+//!   `"no-origin"` for packages without a source: those are read, counted, and never archived;
+//! - `svn_revision` is a number in nixpkgs-swh output and may be a string in Guix output;
+//! - `integrity` is SRI; VCS entries from old Guix output have none.
+//!
+//! Reading never stops at a bad entry: each is reported with its index and skipped.
+
+pub mod diff;
+pub mod stats;
+pub mod validate;
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole sources.json file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourcesFile {
+    pub version: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    pub sources: Vec<Source>,
+}
+
+/// How a source is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    Url,
+    Git,
+    Hg,
+    Svn,
+}
+
+impl SourceType {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceType::Url => "url",
+            SourceType::Git => "git",
+            SourceType::Hg => "hg",
+            SourceType::Svn => "svn",
+        }
+    }
+}
+
+/// One source, with nixpkgs-swh's field names, in the order nixpkgs-swh writes them.
+/// Fields this crate does not know are ignored when reading (`sources validate` reports them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    #[serde(rename = "type")]
+    pub kind: SourceType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<String>,
+    #[serde(rename = "outputHashAlgo", skip_serializing_if = "Option::is_none")]
+    pub output_hash_algo: Option<String>,
+    #[serde(rename = "outputHashMode", skip_serializing_if = "Option::is_none")]
+    pub output_hash_mode: Option<String>,
+    #[serde(rename = "postFetch", skip_serializing_if = "Option::is_none")]
+    pub post_fetch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submodule: Option<bool>,
+    #[serde(rename = "sparseCheckout", skip_serializing_if = "Option::is_none")]
+    pub sparse_checkout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hg_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hg_changeset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svn_url: Option<String>,
+    /// A number in nixpkgs-swh output, possibly a string in Guix output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svn_revision: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svn_files: Option<Vec<String>>,
+    #[serde(rename = "nixStorePath", skip_serializing_if = "Option::is_none")]
+    pub nix_store_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narinfo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// Older nixpkgs-swh output carried the raw hash too.
+    #[serde(rename = "outputHash", skip_serializing_if = "Option::is_none")]
+    pub output_hash: Option<String>,
+    /// Guix names the package a source belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "inferredFetcher", skip_serializing_if = "Option::is_none")]
+    pub inferred_fetcher: Option<String>,
+}
+
+impl Source {
+    /// The URL a source is fetched from first: `urls[0]`, or the VCS URL.
+    pub fn primary_url(&self) -> Option<&str> {
+        match self.kind {
+            SourceType::Url => self.urls.as_ref()?.first().map(String::as_str),
+            SourceType::Git => self.git_url.as_deref(),
+            SourceType::Hg => self.hg_url.as_deref(),
+            SourceType::Svn => self.svn_url.as_deref(),
+        }
+    }
+
+    /// What identifies a source across revisions: its store path where known (Nixpkgs), else its
+    /// hash, else its VCS origin and revision.
+    pub fn identity(&self) -> String {
+        if let Some(path) = &self.nix_store_path {
+            return path.clone();
+        }
+        if let Some(integrity) = &self.integrity {
+            return format!("{}:{integrity}", self.kind.name());
+        }
+        let reference = match self.kind {
+            SourceType::Git => self.git_ref.clone(),
+            SourceType::Hg => self.hg_changeset.clone(),
+            SourceType::Svn => self.svn_revision.as_ref().map(Value::to_string),
+            SourceType::Url => None,
+        };
+        format!("{}:{}@{}", self.kind.name(), self.primary_url().unwrap_or(""), reference.unwrap_or_default())
+    }
+}
+
+/// An entry that could not be read, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryProblem {
+    pub index: usize,
+    /// The field at fault, when one is.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for EntryProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "sources[{}].{field}: {}", self.index, self.message),
+            None => write!(f, "sources[{}]: {}", self.index, self.message),
+        }
+    }
+}
+
+/// A sources.json as read: the entries that parsed, the ones without an origin (Guix's
+/// `"no-origin"` and `false` types), and the problems of the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadSources {
+    pub file: SourcesFile,
+    /// Indices of entries that name no fetchable origin.
+    pub without_origin: Vec<usize>,
+    pub problems: Vec<EntryProblem>,
+}
+
+/// Why a sources.json could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SourcesError {
+    #[error("failed to read {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to parse {} as JSON", path.display())]
+    Json {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failed to read {}: {reason}", path.display())]
+    Shape { path: std::path::PathBuf, reason: String },
+    #[error("failed to write sources.json")]
+    Write(#[source] io::Error),
+}
+
+/// Reads a sources.json file (nixpkgs-swh's or Guix's), keeping every entry that parses.
+pub fn read_file(path: &Path) -> Result<ReadSources, SourcesError> {
+    let bytes = std::fs::read(path).map_err(|source| SourcesError::Read { path: path.to_owned(), source })?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|source| SourcesError::Json { path: path.to_owned(), source })?;
+    from_value(value).map_err(|reason| SourcesError::Shape { path: path.to_owned(), reason })
+}
+
+/// [`read_file`] on JSON already parsed; fails only if the top level is not a sources file.
+pub fn from_value(value: Value) -> Result<ReadSources, String> {
+    let Value::Object(mut top) = value else { return Err("the top level is not a JSON object".into()) };
+    let Some(Value::Array(entries)) = top.remove("sources") else {
+        return Err("there is no `sources` list".into());
+    };
+    let text = |top: &mut serde_json::Map<String, Value>, key: &str| match top.remove(key) {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut file = SourcesFile {
+        version: top.remove("version").unwrap_or(Value::Null),
+        revision: text(&mut top, "revision"),
+        release: text(&mut top, "release"),
+        evaluation: text(&mut top, "evaluation"),
+        timestamp: text(&mut top, "timestamp"),
+        sources: Vec::with_capacity(entries.len()),
+    };
+    let mut without_origin = Vec::new();
+    let mut problems = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        match entry.get("type") {
+            Some(Value::Bool(false)) => {
+                without_origin.push(index);
+                continue;
+            }
+            Some(Value::String(t)) if t == "no-origin" => {
+                without_origin.push(index);
+                continue;
+            }
+            _ => {}
+        }
+        match serde_json::from_value::<Source>(entry) {
+            Ok(source) => file.sources.push(source),
+            Err(err) => problems.push(EntryProblem { index, field: None, message: err.to_string() }),
+        }
+    }
+    Ok(ReadSources { file, without_origin, problems })
+}
+
+/// Writes `file` deterministically: fields in a fixed order, one source per line.
+pub fn write(file: &SourcesFile, mut out: impl Write) -> Result<(), SourcesError> {
+    let mut header = serde_json::to_value(SourcesFile { sources: Vec::new(), ..file.clone() })
+        .expect("a sources file serialises");
+    header.as_object_mut().expect("a sources file is an object").remove("sources");
+    let header = serde_json::to_string(&header).expect("a JSON object serialises");
+    let io = SourcesError::Write;
+    out.write_all(header[..header.len() - 1].as_bytes()).map_err(io)?;
+    out.write_all(b",\"sources\":[").map_err(io)?;
+    for (i, source) in file.sources.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" }).map_err(io)?;
+        serde_json::to_writer(&mut out, source).map_err(|e| SourcesError::Write(e.into()))?;
+    }
+    out.write_all(b"\n]}\n").map_err(io)
+}

@@ -1,0 +1,70 @@
+//! The numbers nixpkgs-swh's published README shows for a sources.json: sources by type, hash
+//! mode and algorithm, and, for url sources, by host, scheme and file type.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{ReadSources, SourceType};
+
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub sources: usize,
+    pub without_origin: usize,
+    pub by_type: BTreeMap<String, usize>,
+    pub by_hash_mode: BTreeMap<String, usize>,
+    pub by_hash_algo: BTreeMap<String, usize>,
+    /// url sources only, by their first URL.
+    pub hosts: usize,
+    pub top_hosts: Vec<(String, usize)>,
+    pub by_scheme: BTreeMap<String, usize>,
+    pub by_file_type: BTreeMap<String, usize>,
+}
+
+/// How many hosts `top_hosts` lists.
+pub const TOP_HOSTS: usize = 40;
+
+/// File types by the URL's ending, longest first.
+const FILE_TYPES: &[(&str, &str)] = &[
+    (".tar.gz", "archive"), (".tar.xz", "archive"), (".tar.bz2", "archive"), (".tar.zst", "archive"),
+    (".tar.lz", "archive"), (".tar.lzma", "archive"), (".tgz", "archive"), (".txz", "archive"), (".tbz2", "archive"),
+    (".tbz", "archive"), (".tar", "archive"), (".zip", "archive"), (".7z", "archive"), (".crate", "crate"),
+    (".gem", "gem"), (".jar", "jar"), (".whl", "wheel"), (".patch", "patch"), (".diff", "diff"),
+    (".gz", "compressed file"), (".xz", "compressed file"), (".bz2", "compressed file"),
+];
+
+pub fn stats(read: &ReadSources) -> Stats {
+    let mut stats = Stats { sources: read.file.sources.len(), without_origin: read.without_origin.len(), ..Stats::default() };
+    let mut hosts: BTreeMap<String, usize> = BTreeMap::new();
+    for source in &read.file.sources {
+        *stats.by_type.entry(source.kind.name().to_owned()).or_default() += 1;
+        let mode = source.output_hash_mode.clone().unwrap_or_else(|| "unknown".into());
+        *stats.by_hash_mode.entry(mode).or_default() += 1;
+        let algo = source
+            .integrity
+            .as_deref()
+            .and_then(|i| i.split_once('-').map(|(a, _)| a.to_owned()))
+            .or_else(|| source.output_hash_algo.clone())
+            .unwrap_or_else(|| "none".into());
+        *stats.by_hash_algo.entry(algo).or_default() += 1;
+        if source.kind != SourceType::Url {
+            continue;
+        }
+        let Some(first) = source.primary_url() else { continue };
+        let (scheme, host, path) = match url::Url::parse(first) {
+            Ok(url) => (url.scheme().to_owned(), url.host_str().unwrap_or("").to_owned(), url.path().to_owned()),
+            Err(_) => ("invalid".to_owned(), String::new(), first.to_owned()),
+        };
+        *stats.by_scheme.entry(scheme).or_default() += 1;
+        *hosts.entry(host).or_default() += 1;
+        let lower = path.to_ascii_lowercase();
+        let file_type = FILE_TYPES.iter().find(|(ending, _)| lower.ends_with(ending)).map_or("other", |(_, t)| t);
+        *stats.by_file_type.entry(file_type.to_owned()).or_default() += 1;
+    }
+    stats.hosts = hosts.len();
+    let mut ranked: Vec<(String, usize)> = hosts.into_iter().collect();
+    ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
+    ranked.truncate(TOP_HOSTS);
+    stats.top_hosts = ranked;
+    stats
+}

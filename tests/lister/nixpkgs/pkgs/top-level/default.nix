@@ -1,0 +1,178 @@
+# The packages: each exercises one case the walker and the normaliser must handle.
+{ config ? { } }:
+let
+  # Like stdenv.mkDerivation: meta and passthru stay out of the derivation, passthru's attributes
+  # are added to the result.
+  mkDerivation = args:
+    let
+      drv = derivation ({
+        system = builtins.currentSystem;
+        builder = "/bin/sh";
+        args = [ "-c" "exit 1" ];
+      } // removeAttrs args [ "meta" "passthru" ]);
+    in
+    drv // { meta = args.meta or { }; passthru = args.passthru or { }; } // (args.passthru or { });
+
+  fetchers = import ../build-support/fetchers.nix { inherit mkDerivation; };
+  inherit (fetchers) fetchurl fetchzip fetchpatch fetchgit fetchFromGitHub fetchsvn fetchhg;
+
+  package = name: args: mkDerivation ({ inherit name; } // args);
+
+  sharedSource = fetchurl {
+    url = "https://example.org/shared/shared-1.0.tar.gz";
+    sha256 = "a4d26868017c0ccffe2efe50944ef4211834660cca834c6e9f86dec6a88246fa";
+  };
+in
+{
+  # fetchurl through a mirror, sha256 in Nix base32.
+  hello = package "hello-2.12.1" {
+    src = fetchurl {
+      url = "mirror://gnu/hello/hello-2.12.1.tar.gz";
+      sha256 = "094qif9n4cq4fdg459qzbhg1c6wywawwaaivx0k0x8xhbyx4vwic";
+    };
+  };
+
+  # sha256 in hex, and a patch fetched with postFetch.
+  hexpkg = package "hexpkg-1.0" {
+    src = fetchurl {
+      url = "https://example.org/hexpkg/hexpkg-1.0.tar.xz";
+      sha256 = "128df13c1e54ffaaafcc9d07ec7427d61f764214e6ae0321de23c94d261d0860";
+    };
+    patches = [
+      (fetchpatch {
+        url = "https://example.org/hexpkg/fix-build.patch";
+        hash = "sha256-pIletEr8M2/su6blIM1n4XjazgJ2ZV0QL87/qOX3BXA=";
+      })
+    ];
+  };
+
+  # hash = SRI, no outputHashAlgo.
+  sripkg = package "sripkg-2.0" {
+    src = fetchurl {
+      url = "https://example.org/sripkg-2.0.tar.bz2";
+      hash = "sha256-1elmVsb0VdKw2NpJMKTHRAzYa05tKRXeF50fkvSTFqk=";
+    };
+  };
+
+  # sha512 in hex, and sha1 in hex.
+  sha512pkg = package "sha512pkg-3.1" {
+    src = fetchurl {
+      url = "mirror://sourceforge/sha512pkg/sha512pkg-3.1.zip";
+      sha512 = "1f9720f871674c18e5fecff61d92c1355cd4bfac25699fb7ddfe7717c9669b4d085193982402156122dfaa706885fd64741704649795c65b2a5bdec40347e28a";
+    };
+  };
+  sha1pkg = package "sha1pkg-0.9" {
+    src = fetchurl {
+      url = "https://example.org/sha1pkg-0.9.tgz";
+      sha1 = "415ab40ae9b7cc4e66d6769cb2c08106e8293b48";
+    };
+  };
+
+  # A list of urls.
+  urlspkg = package "urlspkg-1.2" {
+    src = fetchurl {
+      urls = [
+        "https://primary.example.org/urlspkg-1.2.tar.gz"
+        "https://backup.example.net/urlspkg-1.2.tar.gz"
+      ];
+      sha256 = "2c195230dee8616d30968370c69853d55d0103faf8550c399c15a9eee4f4fd9c";
+    };
+  };
+
+  # fetchzip: recursive, with a postFetch of its own.
+  zippkg = package "zippkg-4.0" {
+    src = fetchzip {
+      url = "https://example.org/zippkg-4.0.zip";
+      hash = "sha256-SnD+mqZDbgLC3qNA+9HjUuTvLYzmylKtJdS5VHH8i/I=";
+      postFetch = "rm -r $out/tests\n";
+    };
+  };
+
+  # fetchFromGitHub without submodules: a GitHub archive through fetchzip.
+  ghpkg = package "ghpkg-5.2" {
+    src = fetchFromGitHub {
+      owner = "example";
+      repo = "ghpkg";
+      rev = "v5.2";
+      hash = "sha256-+yt/zglAFhQGpqo+TYtKphBAFHdP+mZXQ/jZcE8OsOw=";
+    };
+  };
+
+  # fetchFromGitHub with submodules: a git checkout.
+  gitsubpkg = package "gitsubpkg-1.0" {
+    src = fetchFromGitHub {
+      owner = "example";
+      repo = "gitsubpkg";
+      rev = "3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+      fetchSubmodules = true;
+      hash = "sha256-H3GyvI5VguVLU2jFFvBEKIklTIxtKJP6b0DG/AI7MWM=";
+    };
+  };
+
+  # fetchgit with a sparse checkout and a tag, sha256 in base32.
+  gitsparsepkg = package "gitsparsepkg-2.3" {
+    src = fetchgit {
+      url = "https://git.example.org/gitsparsepkg.git";
+      tag = "v2.3";
+      fetchSubmodules = false;
+      sparseCheckout = [ "src" "include" ];
+      sha256 = "0sd1md3j6dv4bwkbl3wlk667lzwr8cx1838qwxhln6x9m765cnfl";
+    };
+  };
+
+  # fetchsvn, revision as a number.
+  svnpkg = package "svnpkg-r1234" {
+    src = fetchsvn {
+      url = "svn://svn.example.org/svnpkg/trunk";
+      rev = 1234;
+      sha256 = "34f24a58ec1f0be7b2916ca9b6ebd9f8b8c98df89134d7649d7127dc10b62af9";
+    };
+  };
+
+  # fetchhg.
+  hgpkg = package "hgpkg-0.5" {
+    src = fetchhg {
+      url = "https://hg.example.org/hgpkg";
+      rev = "a1b2c3d4e5f6";
+      hash = "sha256-cBdhJKvZjZKrqu64jFH/DXgimC9T01/SMRmDkQeKyrs=";
+    };
+  };
+
+  # Two packages with one source: listed once.
+  shared-a = package "shared-a-1.0" { src = sharedSource; };
+  shared-b = package "shared-b-1.0" { src = sharedSource; };
+
+  # A source reached only through another package's inputs; and a source only in passthru and
+  # meta, which are not inputs.
+  withdep = package "withdep-1.0" {
+    buildInputs = [
+      (package "libdep-0.1" {
+        src = fetchurl {
+          url = "https://example.org/libdep-0.1.tar.gz";
+          sha256 = "13ns0xymhkhgng27kis2x8w05bc8gw6nifqkg7r2npb3z0gfgqwc";
+        };
+      })
+    ];
+    passthru.updateSource = fetchurl {
+      url = "https://example.org/not-an-input.tar.gz";
+      sha256 = "0adz9m8flklgza3m65ii4pbpygnj4ya08j0w4nvi6wkg6yy5vxx3";
+    };
+  };
+
+  # Packages that fail to evaluate: skipped and counted. tryEval catches throw and assert; abort
+  # stops the whole evaluator, which swh-bridge must isolate by itself.
+  broken-throw = throw "broken-throw has been removed";
+  broken-abort = abort "broken-abort cannot be evaluated";
+  broken-assert = assert config.enableBroken or false; package "broken-assert-1.0" { };
+
+  # A package set that asks to be walked.
+  extraPackages = {
+    recurseForDerivations = true;
+    nested = package "nested-1.0" {
+      src = fetchurl {
+        url = "https://example.org/nested-1.0.tar.gz";
+        hash = "sha256-o5YkRkO1beShZCtayuWUcCRlC7ALl4XZZxBGwkfnFAQ=";
+      };
+    };
+  };
+}
