@@ -375,7 +375,11 @@ fn list(args: ListArgs) -> Result<ExitCode> {
         if !listing.failed.is_empty() {
             eprintln!("  {} attributes failed to evaluate and were skipped:", listing.failed.len());
             for failure in &listing.failed {
-                eprintln!("    {}: {}", failure.attribute, failure.reason.as_deref().unwrap_or("(reason not looked up)"));
+                eprintln!(
+                    "    {}: {}",
+                    failure.attribute,
+                    failure.reason.as_deref().unwrap_or("(reason not looked up)")
+                );
             }
         }
         if !listing.rejected.is_empty() {
@@ -394,8 +398,8 @@ fn sources(command: SourcesCommand) -> Result<ExitCode> {
     match command {
         SourcesCommand::Validate { file, json } => {
             let bytes = std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
-            let document: serde_json::Value =
-                serde_json::from_slice(&bytes).with_context(|| format!("failed to parse {} as JSON", file.display()))?;
+            let document: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("failed to parse {} as JSON", file.display()))?;
             let report = validate::validate(&document);
             if json {
                 let problems: Vec<_> = report.problems.iter().map(|p| p.to_string()).collect();
@@ -474,7 +478,8 @@ fn write_atomically(path: &std::path::Path, write: impl FnOnce(&mut dyn Write) -
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("failed to write {}", path.display()))?;
+    let mut temp =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("failed to write {}", path.display()))?;
     {
         let mut out = io::BufWriter::new(temp.as_file_mut());
         write(&mut out)?;

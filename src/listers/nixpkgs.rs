@@ -113,7 +113,8 @@ pub fn list(options: &ListOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> 
     let checkout_dir;
     let (root, revision, timestamp) = match &options.rev {
         Some(rev) => {
-            checkout_dir = tempfile::Builder::new().prefix("swh-bridge-nixpkgs-").tempdir().map_err(ListError::TempDir)?;
+            checkout_dir =
+                tempfile::Builder::new().prefix("swh-bridge-nixpkgs-").tempdir().map_err(ListError::TempDir)?;
             let (commit, time) = check_out(&options.nixpkgs, rev, checkout_dir.path())?;
             (checkout_dir.path().to_owned(), Some(commit), time)
         }
@@ -122,7 +123,8 @@ pub fn list(options: &ListOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> 
             (options.nixpkgs.clone(), commit, time)
         }
     };
-    let walker = tempfile::Builder::new().prefix("swh-bridge-walker-").suffix(".nix").tempfile().map_err(ListError::TempDir)?;
+    let walker =
+        tempfile::Builder::new().prefix("swh-bridge-walker-").suffix(".nix").tempfile().map_err(ListError::TempDir)?;
     walker.as_file().write_all(WALKER.as_bytes()).map_err(ListError::TempDir)?;
     let evaluator = Evaluator { nixpkgs: root, walker: walker.path().to_owned(), attrs: options.attrs.clone() };
 
@@ -164,6 +166,7 @@ pub fn list(options: &ListOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> 
         crashed.extend(failures);
     }
     let mut listing = Listing::from_raw(raw, revision, timestamp);
+    listing.roots = names.len();
     listing.failed.extend(crashed);
     listing.failed.sort_by(|a, b| a.attribute.cmp(&b.attribute));
     for failure in listing.failed.iter_mut().filter(|f| f.reason.is_none()).take(MAX_REASONS) {
@@ -285,8 +288,12 @@ impl Evaluator {
 
 /// The `error:` lines of Nix's stderr, without the traces around them.
 fn error_lines(stderr: &str) -> String {
-    let errors: Vec<&str> =
-        stderr.lines().map(str::trim).filter(|l| l.starts_with("error:")).map(|l| l.trim_start_matches("error:").trim()).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("error:"))
+        .map(|l| l.trim_start_matches("error:").trim())
+        .collect();
     if errors.is_empty() { stderr.trim().lines().last().unwrap_or("").to_owned() } else { errors.join("; ") }
 }
 
@@ -322,13 +329,15 @@ fn head_commit(repo: &Path) -> Option<(String, String)> {
 fn check_out(repo: &Path, rev: &str, dest: &Path) -> Result<(String, Option<String>), ListError> {
     let fail = |stderr: String| ListError::Checkout { repo: repo.to_owned(), rev: rev.to_owned(), stderr };
     let spawn = |source| ListError::Spawn { program: "git".into(), source };
-    let out = git(repo).args(["show", "-s", "--format=%H %ct"]).arg(format!("{rev}^{{commit}}")).output().map_err(spawn)?;
+    let out =
+        git(repo).args(["show", "-s", "--format=%H %ct"]).arg(format!("{rev}^{{commit}}")).output().map_err(spawn)?;
     if !out.status.success() {
         return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
     }
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let (commit, time) = text.split_once(' ').unwrap_or((&text, ""));
-    let mut archive = git(repo).args(["archive", "--format=tar", commit]).stdout(Stdio::piped()).spawn().map_err(spawn)?;
+    let mut archive =
+        git(repo).args(["archive", "--format=tar", commit]).stdout(Stdio::piped()).spawn().map_err(spawn)?;
     let stdout = archive.stdout.take().expect("stdout is piped");
     let mut tar = tar::Archive::new(stdout);
     tar.set_preserve_permissions(true);

@@ -72,9 +72,7 @@ pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, Normalise
         _ => None,
     });
     let is_set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-    let kind = if raw.urls.is_some() {
-        SourceType::Url
-    } else if rev.is_none() {
+    let kind = if raw.urls.is_some() || rev.is_none() {
         SourceType::Url
     } else if is_set(&raw.fetch_submodules) || is_set(&raw.leave_dot_git) {
         SourceType::Git

@@ -50,9 +50,10 @@ pub fn diff<'a>(old: &'a [Source], new: &'a [Source]) -> SourcesDiff<'a> {
 }
 
 fn changed_fields(old: &Source, new: &Source) -> Vec<String> {
-    let (serde_json::Value::Object(old), serde_json::Value::Object(new)) =
-        (serde_json::to_value(old).expect("a source serialises"), serde_json::to_value(new).expect("a source serialises"))
-    else {
+    let (serde_json::Value::Object(old), serde_json::Value::Object(new)) = (
+        serde_json::to_value(old).expect("a source serialises"),
+        serde_json::to_value(new).expect("a source serialises"),
+    ) else {
         unreachable!("a source serialises to an object");
     };
     let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();

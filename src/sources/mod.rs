@@ -240,12 +240,13 @@ pub fn from_value(value: Value) -> Result<ReadSources, String> {
 
 /// Writes `file` deterministically: fields in a fixed order, one source per line.
 pub fn write(file: &SourcesFile, mut out: impl Write) -> Result<(), SourcesError> {
-    let mut header = serde_json::to_value(SourcesFile { sources: Vec::new(), ..file.clone() })
-        .expect("a sources file serialises");
+    let mut header =
+        serde_json::to_value(SourcesFile { sources: Vec::new(), ..file.clone() }).expect("a sources file serialises");
     header.as_object_mut().expect("a sources file is an object").remove("sources");
     let header = serde_json::to_string(&header).expect("a JSON object serialises");
     let io = SourcesError::Write;
-    out.write_all(header[..header.len() - 1].as_bytes()).map_err(io)?;
+    // The header object without its closing brace, which comes after the sources.
+    out.write_all(&header.as_bytes()[..header.len() - 1]).map_err(io)?;
     out.write_all(b",\"sources\":[").map_err(io)?;
     for (i, source) in file.sources.iter().enumerate() {
         out.write_all(if i == 0 { b"\n" } else { b",\n" }).map_err(io)?;

@@ -26,15 +26,33 @@ pub const TOP_HOSTS: usize = 40;
 
 /// File types by the URL's ending, longest first.
 const FILE_TYPES: &[(&str, &str)] = &[
-    (".tar.gz", "archive"), (".tar.xz", "archive"), (".tar.bz2", "archive"), (".tar.zst", "archive"),
-    (".tar.lz", "archive"), (".tar.lzma", "archive"), (".tgz", "archive"), (".txz", "archive"), (".tbz2", "archive"),
-    (".tbz", "archive"), (".tar", "archive"), (".zip", "archive"), (".7z", "archive"), (".crate", "crate"),
-    (".gem", "gem"), (".jar", "jar"), (".whl", "wheel"), (".patch", "patch"), (".diff", "diff"),
-    (".gz", "compressed file"), (".xz", "compressed file"), (".bz2", "compressed file"),
+    (".tar.gz", "archive"),
+    (".tar.xz", "archive"),
+    (".tar.bz2", "archive"),
+    (".tar.zst", "archive"),
+    (".tar.lz", "archive"),
+    (".tar.lzma", "archive"),
+    (".tgz", "archive"),
+    (".txz", "archive"),
+    (".tbz2", "archive"),
+    (".tbz", "archive"),
+    (".tar", "archive"),
+    (".zip", "archive"),
+    (".7z", "archive"),
+    (".crate", "crate"),
+    (".gem", "gem"),
+    (".jar", "jar"),
+    (".whl", "wheel"),
+    (".patch", "patch"),
+    (".diff", "diff"),
+    (".gz", "compressed file"),
+    (".xz", "compressed file"),
+    (".bz2", "compressed file"),
 ];
 
 pub fn stats(read: &ReadSources) -> Stats {
-    let mut stats = Stats { sources: read.file.sources.len(), without_origin: read.without_origin.len(), ..Stats::default() };
+    let mut stats =
+        Stats { sources: read.file.sources.len(), without_origin: read.without_origin.len(), ..Stats::default() };
     let mut hosts: BTreeMap<String, usize> = BTreeMap::new();
     for source in &read.file.sources {
         *stats.by_type.entry(source.kind.name().to_owned()).or_default() += 1;

@@ -8,9 +8,27 @@ use crate::hashing::{Hash, HashAlgo};
 
 /// Every field nixpkgs-swh or Guix writes.
 const KNOWN_FIELDS: &[&str] = &[
-    "type", "urls", "integrity", "outputHash", "outputHashAlgo", "outputHashMode", "postFetch", "submodule",
-    "sparseCheckout", "git_url", "git_ref", "hg_url", "hg_changeset", "svn_url", "svn_revision", "svn_files",
-    "nixStorePath", "narinfo", "last_modified", "name", "inferredFetcher",
+    "type",
+    "urls",
+    "integrity",
+    "outputHash",
+    "outputHashAlgo",
+    "outputHashMode",
+    "postFetch",
+    "submodule",
+    "sparseCheckout",
+    "git_url",
+    "git_ref",
+    "hg_url",
+    "hg_changeset",
+    "svn_url",
+    "svn_revision",
+    "svn_files",
+    "nixStorePath",
+    "narinfo",
+    "last_modified",
+    "name",
+    "inferredFetcher",
 ];
 
 /// What is wrong with a sources.json document: problems with the file as a whole
@@ -161,10 +179,9 @@ fn check_entry(entry: &Value, report: &mut dyn FnMut(Option<&str>, String)) {
                 "hg" => drop(string(entry, "hg_changeset", report)),
                 _ => match entry.get("svn_revision") {
                     None | Some(Value::Number(_)) | Some(Value::String(_)) => {}
-                    Some(other) => report(
-                        Some("svn_revision"),
-                        format!("expected a number or a string, found {}", kind_of(other)),
-                    ),
+                    Some(other) => {
+                        report(Some("svn_revision"), format!("expected a number or a string, found {}", kind_of(other)))
+                    }
                 },
             }
         }
@@ -173,7 +190,11 @@ fn check_entry(entry: &Value, report: &mut dyn FnMut(Option<&str>, String)) {
 }
 
 /// The string at `field`, reporting a value of another type.
-fn string<'a>(entry: &'a Map<String, Value>, field: &str, report: &mut dyn FnMut(Option<&str>, String)) -> Option<&'a str> {
+fn string<'a>(
+    entry: &'a Map<String, Value>,
+    field: &str,
+    report: &mut dyn FnMut(Option<&str>, String),
+) -> Option<&'a str> {
     match entry.get(field)? {
         Value::String(s) => Some(s),
         Value::Null => None,

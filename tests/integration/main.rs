@@ -5,6 +5,7 @@
 mod cli;
 mod golden_hashing;
 mod hostile;
+mod lister;
 mod reference_tools;
 mod roundtrip;
 mod trees;
