@@ -170,6 +170,34 @@ pub fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Result<Vec<String>,
 mod tests {
     use super::*;
 
+    fn raw(rev: Option<Value>) -> RawSource {
+        RawSource {
+            store_path: Some("/nix/store/x-source".into()),
+            url: Some("svn://example.org/repo".into()),
+            output_hash: Some("sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=".into()),
+            output_hash_mode: Some("recursive".into()),
+            rev,
+            ..RawSource::default()
+        }
+    }
+
+    #[test]
+    fn an_unknown_vcs_fetcher_is_named_not_guessed() {
+        let err = normalise(&raw(Some(Value::String("abc".into()))), &Mirrors::new()).unwrap_err();
+        assert!(err.to_string().contains("/nix/store/x-source: it has a `url` and a `rev`"), "{err}");
+    }
+
+    #[test]
+    fn svn_revisions_are_numbers_when_they_are_numbers() {
+        for (rev, expected) in [(Value::from(12), Value::from(12)), (Value::from("HEAD"), Value::from("HEAD"))] {
+            let mut record = raw(Some(rev));
+            record.ignore_externals = Some(Value::Bool(false));
+            let source = normalise(&record, &Mirrors::new()).unwrap();
+            assert_eq!(source.kind, SourceType::Svn);
+            assert_eq!(source.svn_revision, Some(expected));
+        }
+    }
+
     #[test]
     fn mirrors_expand_with_one_slash_and_unknown_sites_are_named() {
         let mirrors: Mirrors = [("gnu".to_owned(), vec!["https://a.org/gnu/".to_owned(), "https://b.org".to_owned()])]

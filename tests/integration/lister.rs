@@ -98,6 +98,27 @@ fn list_checks_out_a_revision_and_records_it() {
 }
 
 #[test]
+fn list_starts_from_all_tarballs_nix_when_the_revision_has_it() {
+    let tmp = temp_dir();
+    let nixpkgs = tmp.path().join("nixpkgs");
+    output(tool("cp").arg("-r").arg(fixture("nixpkgs")).arg(&nixpkgs));
+    fs::create_dir_all(nixpkgs.join("maintainers/scripts")).unwrap();
+    // Like Nixpkgs' (release.nix jobs): nested sets without recurseForDerivations.
+    fs::write(
+        nixpkgs.join("maintainers/scripts/all-tarballs.nix"),
+        "let p = import ../../. { }; in { hello = p.hello; sripkg.x86_64-linux = p.sripkg; }",
+    )
+    .unwrap();
+    let out = tmp.path().join("sources.json");
+    list(&[nixpkgs.to_str().unwrap()], &out);
+    let listed: Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
+    let mut urls: Vec<&str> =
+        listed["sources"].as_array().unwrap().iter().map(|s| s["urls"][0].as_str().unwrap()).collect();
+    urls.sort();
+    assert_eq!(urls, ["https://example.org/sripkg-2.0.tar.bz2", "https://ftpmirror.gnu.org/hello/hello-2.12.1.tar.gz"]);
+}
+
+#[test]
 fn list_starts_from_the_attributes_given() {
     let tmp = temp_dir();
     let out = tmp.path().join("sources.json");
