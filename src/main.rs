@@ -314,7 +314,7 @@ fn list(args: ListArgs) -> Result<ExitCode> {
             let bytes = std::fs::read(raw).with_context(|| format!("failed to read {}", raw.display()))?;
             let evaluation: RawEvaluation =
                 serde_json::from_slice(&bytes).with_context(|| format!("failed to parse {}", raw.display()))?;
-            nixpkgs::Listing::from_raw(evaluation, None, None)
+            nixpkgs::Listing::from_raw(evaluation)
         }
         (None, Some(path)) => {
             let options = ListOptions { nixpkgs: path.clone(), rev: args.rev, attrs: args.attrs, jobs: args.jobs };
@@ -322,6 +322,8 @@ fn list(args: ListArgs) -> Result<ExitCode> {
                 indicatif::ProgressStyle::with_template("{spinner} evaluating {pos}/{len} chunks of roots {elapsed}")
                     .expect("a valid template"),
             );
+            // One chunk can take minutes: keep the spinner moving meanwhile.
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
             let listing = nixpkgs::list(&options, &|done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
@@ -336,15 +338,7 @@ fn list(args: ListArgs) -> Result<ExitCode> {
     }
     write_atomically(&args.output, |out| swh_bridge::sources::write(&listing.file, out).map_err(Into::into))?;
 
-    let by = |f: &dyn Fn(&swh_bridge::sources::Source) -> String| {
-        let mut counts = std::collections::BTreeMap::<String, usize>::new();
-        for source in &listing.file.sources {
-            *counts.entry(f(source)).or_default() += 1;
-        }
-        counts
-    };
-    let by_type = by(&|s| s.kind.name().to_owned());
-    let by_mode = by(&|s| s.output_hash_mode.clone().unwrap_or_default());
+    let counts = swh_bridge::sources::stats::stats_of(&listing.file.sources, 0);
     if args.json {
         let failed: Vec<_> =
             listing.failed.iter().map(|f| json!({ "attribute": f.attribute, "reason": f.reason })).collect();
@@ -354,10 +348,11 @@ fn list(args: ListArgs) -> Result<ExitCode> {
             json!({
                 "sources": listing.file.sources.len(),
                 "roots": listing.roots,
-                "by_type": by_type,
-                "by_hash_mode": by_mode,
+                "by_type": counts.by_type,
+                "by_hash_mode": counts.by_hash_mode,
                 "failed": failed,
                 "rejected": rejected,
+                "unknown_mirrors": listing.unknown_mirrors,
             })
         );
     } else {
@@ -367,11 +362,8 @@ fn list(args: ListArgs) -> Result<ExitCode> {
             listing.roots,
             args.output.display()
         );
-        let show = |counts: &std::collections::BTreeMap<String, usize>| {
-            counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
-        };
-        eprintln!("  by type: {}", show(&by_type));
-        eprintln!("  by hash mode: {}", show(&by_mode));
+        eprintln!("  by type: {}", show_counts(&counts.by_type));
+        eprintln!("  by hash mode: {}", show_counts(&counts.by_hash_mode));
         if !listing.failed.is_empty() {
             eprintln!("  {} attributes failed to evaluate and were skipped:", listing.failed.len());
             for failure in &listing.failed {
@@ -386,6 +378,15 @@ fn list(args: ListArgs) -> Result<ExitCode> {
             eprintln!("  {} fixed-output derivations could not be described:", listing.rejected.len());
             for rejected in &listing.rejected {
                 eprintln!("    {rejected}");
+            }
+        }
+        if !listing.unknown_mirrors.is_empty() {
+            eprintln!(
+                "  {} URLs name a mirror site mirrors.nix lacks, and were dropped:",
+                listing.unknown_mirrors.len()
+            );
+            for url in &listing.unknown_mirrors {
+                eprintln!("    {url}");
             }
         }
     }
@@ -444,15 +445,12 @@ fn sources(command: SourcesCommand) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&counts)?);
             } else {
-                let show = |counts: &std::collections::BTreeMap<String, usize>| {
-                    counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
-                };
                 println!("sources: {} (and {} without an origin)", counts.sources, counts.without_origin);
-                println!("by type: {}", show(&counts.by_type));
-                println!("by hash mode: {}", show(&counts.by_hash_mode));
-                println!("by hash algorithm: {}", show(&counts.by_hash_algo));
-                println!("url sources by scheme: {}", show(&counts.by_scheme));
-                println!("url sources by file type: {}", show(&counts.by_file_type));
+                println!("by type: {}", show_counts(&counts.by_type));
+                println!("by hash mode: {}", show_counts(&counts.by_hash_mode));
+                println!("by hash algorithm: {}", show_counts(&counts.by_hash_algo));
+                println!("url sources by scheme: {}", show_counts(&counts.by_scheme));
+                println!("url sources by file type: {}", show_counts(&counts.by_file_type));
                 println!("hosts: {}", counts.hosts);
                 for (host, n) in &counts.top_hosts {
                     println!("  {n:>8}  {host}");
@@ -461,6 +459,10 @@ fn sources(command: SourcesCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn show_counts(counts: &std::collections::BTreeMap<String, usize>) -> String {
+    counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Reads a sources.json, reporting the entries it had to skip.

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+
 use super::normalise::{Mirrors, NormaliseError, RawSource, normalise};
 use crate::sources::{Source, SourcesFile};
 
@@ -37,7 +39,7 @@ pub struct ListOptions {
 }
 
 /// An attribute that could not be evaluated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedAttribute {
     pub attribute: String,
     /// Nix's error message, when it was looked up.
@@ -52,41 +54,70 @@ pub struct Listing {
     pub failed: Vec<FailedAttribute>,
     /// Records that did not become sources.
     pub rejected: Vec<NormaliseError>,
-    /// What the evaluation returned, before normalisation.
+    /// Mirror URLs dropped because their site is unknown.
+    pub unknown_mirrors: Vec<String>,
+    /// Everything the evaluation found, before normalisation: enough to redo it (`--from-raw`).
     pub raw: RawEvaluation,
 }
 
 impl Listing {
     /// Normalises a raw evaluation into sources (deduplicated by store path, sorted).
-    pub fn from_raw(raw: RawEvaluation, revision: Option<String>, timestamp: Option<String>) -> Listing {
-        let (sources, rejected) = normalise_all(&raw.sources, &raw.mirrors);
-        let mut failed: Vec<FailedAttribute> =
-            raw.failed.iter().map(|attribute| FailedAttribute { attribute: attribute.clone(), reason: None }).collect();
-        failed.sort_by(|a, b| a.attribute.cmp(&b.attribute));
-        failed.dedup();
+    pub fn from_raw(raw: RawEvaluation) -> Listing {
+        let normalised = normalise_all(&raw.sources, &raw.mirrors);
+        let mut failed = raw.crashed.clone();
+        failed
+            .extend(raw.failed.iter().map(|attribute| FailedAttribute { attribute: attribute.clone(), reason: None }));
+        failed.sort_by(|a, b| a.attribute.cmp(&b.attribute).then(b.reason.is_some().cmp(&a.reason.is_some())));
+        failed.dedup_by(|a, b| a.attribute == b.attribute);
         let file = SourcesFile {
             version: serde_json::json!(1),
-            revision,
+            revision: raw.revision.clone(),
             release: None,
             evaluation: None,
-            timestamp,
-            sources,
+            timestamp: raw.timestamp.clone(),
+            sources: normalised.sources,
         };
-        Listing { file, roots: raw.roots, failed, rejected, raw }
+        Listing {
+            file,
+            roots: raw.roots,
+            failed,
+            rejected: normalised.rejected,
+            unknown_mirrors: normalised.unknown_mirrors,
+            raw,
+        }
     }
 }
 
-/// The walker's output for one set of roots.
+/// What the walker returns for a set of roots; merged over chunks, with what `list` adds.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RawEvaluation {
     #[serde(default)]
     pub mirrors: Mirrors,
+    /// Raw records, kept as JSON so that one malformed record is rejected alone.
     #[serde(default)]
-    pub sources: Vec<RawSource>,
+    pub sources: Vec<Value>,
+    /// Attributes that threw or failed an assertion (caught by tryEval).
     #[serde(default)]
     pub failed: Vec<String>,
     #[serde(default)]
     pub roots: usize,
+    /// Attributes that stopped the evaluator, with its message.
+    #[serde(default)]
+    pub crashed: Vec<FailedAttribute>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+impl RawEvaluation {
+    fn merge(&mut self, other: RawEvaluation) {
+        self.mirrors.extend(other.mirrors);
+        self.sources.extend(other.sources);
+        self.failed.extend(other.failed);
+        self.roots += other.roots;
+        self.crashed.extend(other.crashed);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +136,10 @@ pub enum ListError {
     Checkout { repo: PathBuf, rev: String, stderr: String },
     #[error("failed to create a temporary directory")]
     TempDir(#[source] std::io::Error),
+    #[error("failed to write the walker expression to a temporary file")]
+    WriteWalker(#[source] std::io::Error),
+    #[error("failed to evaluate {attributes}: nix-instantiate was killed by signal {signal}")]
+    Killed { attributes: String, signal: i32 },
 }
 
 /// Evaluates `options.nixpkgs` and returns its sources, deduplicated by store path and sorted.
@@ -119,35 +154,74 @@ pub fn list(options: &ListOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> 
             (checkout_dir.path().to_owned(), Some(commit), time)
         }
         None => {
-            let (commit, time) = head_commit(&options.nixpkgs).unzip();
+            let (commit, time) = clean_head_commit(&options.nixpkgs).unzip();
             (options.nixpkgs.clone(), commit, time)
         }
     };
     let walker =
         tempfile::Builder::new().prefix("swh-bridge-walker-").suffix(".nix").tempfile().map_err(ListError::TempDir)?;
-    walker.as_file().write_all(WALKER.as_bytes()).map_err(ListError::TempDir)?;
-    let evaluator = Evaluator { nixpkgs: root, walker: walker.path().to_owned(), attrs: options.attrs.clone() };
+    walker.as_file().write_all(WALKER.as_bytes()).map_err(ListError::WriteWalker)?;
+    let evaluator =
+        Evaluator { nixpkgs: absolute(&root), walker: walker.path().to_owned(), attrs: options.attrs.clone() };
 
     let names = evaluator.root_names()?;
     let chunks = chunk(&names, options.jobs.max(1));
-    let done = AtomicUsize::new(0);
+    let results = run_pool(options.jobs, chunks.len(), |i| evaluator.evaluate_bisecting(&chunks[i]), progress)?;
+    let mut raw = RawEvaluation::default();
+    for evaluation in results {
+        raw.merge(evaluation);
+    }
+    raw.roots = names.len();
+    raw.revision = revision;
+    raw.timestamp = timestamp;
+
+    // Ask Nix why each attribute failed, on the same pool (each question is a full evaluation).
+    let unexplained: Vec<String> = {
+        let mut names = raw.failed.clone();
+        names.sort();
+        names.dedup();
+        names.truncate(MAX_REASONS);
+        names
+    };
+    let reasons = run_pool(options.jobs, unexplained.len(), |i| Ok(evaluator.probe(&unexplained[i])), &|_, _| {})?;
+    raw.failed.retain(|name| !unexplained.contains(name));
+    raw.crashed.extend(
+        unexplained
+            .into_iter()
+            .zip(reasons)
+            .map(|(attribute, reason)| FailedAttribute { attribute, reason: Some(reason) }),
+    );
+    Ok(Listing::from_raw(raw))
+}
+
+/// Runs `job(0..count)` on up to `jobs` threads, in order of index; stops handing out work after
+/// the first error, which it returns.
+fn run_pool<T: Send>(
+    jobs: usize,
+    count: usize,
+    job: impl Fn(usize) -> Result<T, ListError> + Sync,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<T>, ListError> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(RawEvaluation, Vec<FailedAttribute>)>> = Mutex::new(Vec::new());
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(count));
     let first_error: Mutex<Option<ListError>> = Mutex::new(None);
-    progress(0, chunks.len());
+    progress(0, count);
     std::thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1).min(chunks.len().max(1)) {
+        for _ in 0..jobs.max(1).min(count) {
             scope.spawn(|| {
-                loop {
+                while first_error.lock().expect("no thread panics holding it").is_none() {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(names) = chunks.get(i) else { break };
-                    match evaluator.evaluate_bisecting(names) {
-                        Ok(result) => results.lock().expect("no thread panics holding it").push(result),
+                    if i >= count {
+                        break;
+                    }
+                    match job(i) {
+                        Ok(result) => results.lock().expect("no thread panics holding it").push((i, result)),
                         Err(err) => {
                             first_error.lock().expect("no thread panics holding it").get_or_insert(err);
                         }
                     }
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, chunks.len());
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, count);
                 }
             });
         }
@@ -155,45 +229,60 @@ pub fn list(options: &ListOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> 
     if let Some(err) = first_error.into_inner().expect("the threads are done") {
         return Err(err);
     }
-
-    let mut raw = RawEvaluation::default();
-    let mut crashed = Vec::new();
-    for (evaluation, failures) in results.into_inner().expect("the threads are done") {
-        raw.mirrors.extend(evaluation.mirrors);
-        raw.sources.extend(evaluation.sources);
-        raw.failed.extend(evaluation.failed);
-        raw.roots += evaluation.roots;
-        crashed.extend(failures);
-    }
-    let mut listing = Listing::from_raw(raw, revision, timestamp);
-    listing.roots = names.len();
-    listing.failed.extend(crashed);
-    listing.failed.sort_by(|a, b| a.attribute.cmp(&b.attribute));
-    for failure in listing.failed.iter_mut().filter(|f| f.reason.is_none()).take(MAX_REASONS) {
-        failure.reason = Some(evaluator.probe(&failure.attribute));
-    }
-    Ok(listing)
+    let mut results = results.into_inner().expect("the threads are done");
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, result)| result).collect())
 }
 
-/// Normalises raw records, keeping one source per store path, sorted by store path.
-pub fn normalise_all(raw: &[RawSource], mirrors: &Mirrors) -> (Vec<Source>, Vec<NormaliseError>) {
+/// The sources of a raw evaluation, with what was rejected or dropped.
+#[derive(Debug, Default)]
+pub struct NormalisedAll {
+    pub sources: Vec<Source>,
+    pub rejected: Vec<NormaliseError>,
+    pub unknown_mirrors: Vec<String>,
+}
+
+/// Normalises raw records, keeping one source per store path, sorted by store path. Records that
+/// share a store path (the same name and hash, fetched from different URLs) are taken in a fixed
+/// order and their URLs merged, so the result does not depend on which evaluator finished first.
+pub fn normalise_all(raw: &[Value], mirrors: &Mirrors) -> NormalisedAll {
+    let mut records: Vec<(String, &Value)> = raw.iter().map(|r| (r.to_string(), r)).collect();
+    records.sort_by(|(a, _), (b, _)| a.cmp(b));
+    records.dedup_by(|(a, _), (b, _)| a == b);
     let mut by_path: BTreeMap<String, Source> = BTreeMap::new();
-    let mut rejected = Vec::new();
-    for record in raw {
-        if record.store_path.as_ref().is_some_and(|path| by_path.contains_key(path)) {
-            continue;
-        }
-        match normalise(record, mirrors) {
-            Ok(source) => {
+    let mut out = NormalisedAll::default();
+    for (_, record) in records {
+        let parsed = RawSource::deserialize(record).map_err(|e| NormaliseError {
+            store_path: record.get("storePath").and_then(Value::as_str).map(str::to_owned),
+            reason: format!("the walker's record is malformed: {e}"),
+        });
+        match parsed.and_then(|raw| normalise(&raw, mirrors)) {
+            Ok(normalised) => {
+                out.unknown_mirrors.extend(normalised.unknown_mirrors);
+                let source = normalised.source;
                 let key = source.nix_store_path.clone().unwrap_or_else(|| source.identity());
-                by_path.entry(key).or_insert(source);
+                match by_path.get_mut(&key) {
+                    None => {
+                        by_path.insert(key, source);
+                    }
+                    Some(kept) => {
+                        if let (Some(kept_urls), Some(urls)) = (kept.urls.as_mut(), source.urls) {
+                            for url in urls {
+                                if !kept_urls.contains(&url) {
+                                    kept_urls.push(url);
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            Err(err) => rejected.push(err),
+            Err(err) => out.rejected.push(err),
         }
     }
-    rejected.sort_by(|a, b| a.store_path.cmp(&b.store_path));
-    rejected.dedup();
-    (by_path.into_values().collect(), rejected)
+    out.unknown_mirrors.sort();
+    out.unknown_mirrors.dedup();
+    out.sources = by_path.into_values().collect();
+    out
 }
 
 /// Splits root names into chunks: several per job, so that one slow chunk does not hold up the
@@ -221,9 +310,9 @@ impl Evaluator {
         let mut cmd = Command::new("nix-instantiate");
         cmd.args(["--eval", "--strict", "--json", "--readonly-mode"])
             .arg(&self.walker)
-            .arg("--arg")
+            .arg("--argstr")
             .arg("nixpkgs")
-            .arg(absolute(&self.nixpkgs))
+            .arg(&self.nixpkgs)
             .stdin(Stdio::null());
         if !self.attrs.is_empty() {
             cmd.arg("--argstr").arg("attrsJson").arg(serde_json::to_string(&self.attrs).expect("strings serialise"));
@@ -231,8 +320,14 @@ impl Evaluator {
         cmd
     }
 
-    fn run(&self, mut cmd: Command) -> Result<Result<Vec<u8>, String>, ListError> {
+    /// Runs Nix: its output, or its error message; a Nix killed by a signal (out of memory, say)
+    /// is an error of the run, not of an attribute.
+    fn run(&self, mut cmd: Command, what: &[String]) -> Result<Result<Vec<u8>, String>, ListError> {
+        use std::os::unix::process::ExitStatusExt;
         let out = cmd.output().map_err(|source| ListError::Spawn { program: "nix-instantiate".into(), source })?;
+        if let Some(signal) = out.status.signal() {
+            return Err(ListError::Killed { attributes: what.join(", "), signal });
+        }
         if out.status.success() {
             Ok(Ok(out.stdout))
         } else {
@@ -243,7 +338,7 @@ impl Evaluator {
     fn root_names(&self) -> Result<Vec<String>, ListError> {
         let mut cmd = self.command();
         cmd.args(["--arg", "listRoots", "true"]);
-        match self.run(cmd)? {
+        match self.run(cmd, &[])? {
             Ok(stdout) => serde_json::from_slice(&stdout).map_err(ListError::Output),
             Err(stderr) => Err(ListError::Evaluation { nixpkgs: self.nixpkgs.clone(), stderr: error_lines(&stderr) }),
         }
@@ -251,25 +346,20 @@ impl Evaluator {
 
     /// Evaluates `names`, splitting them in halves whenever the evaluator dies, down to the
     /// attributes that make it die; those come back as failures with Nix's message.
-    fn evaluate_bisecting(&self, names: &[String]) -> Result<(RawEvaluation, Vec<FailedAttribute>), ListError> {
+    fn evaluate_bisecting(&self, names: &[String]) -> Result<RawEvaluation, ListError> {
         let mut cmd = self.command();
         cmd.arg("--argstr").arg("onlyJson").arg(serde_json::to_string(names).expect("strings serialise"));
-        match self.run(cmd)? {
-            Ok(stdout) => Ok((serde_json::from_slice(&stdout).map_err(ListError::Output)?, Vec::new())),
-            Err(stderr) if names.len() == 1 => Ok((
-                RawEvaluation::default(),
-                vec![FailedAttribute { attribute: names[0].clone(), reason: Some(error_lines(&stderr)) }],
-            )),
+        match self.run(cmd, names)? {
+            Ok(stdout) => serde_json::from_slice(&stdout).map_err(ListError::Output),
+            Err(stderr) if names.len() == 1 => Ok(RawEvaluation {
+                crashed: vec![FailedAttribute { attribute: names[0].clone(), reason: Some(error_lines(&stderr)) }],
+                ..RawEvaluation::default()
+            }),
             Err(_) => {
                 let (left, right) = names.split_at(names.len() / 2);
-                let (mut evaluation, mut failed) = self.evaluate_bisecting(left)?;
-                let (other, more_failed) = self.evaluate_bisecting(right)?;
-                evaluation.mirrors.extend(other.mirrors);
-                evaluation.sources.extend(other.sources);
-                evaluation.failed.extend(other.failed);
-                evaluation.roots += other.roots;
-                failed.extend(more_failed);
-                Ok((evaluation, failed))
+                let mut evaluation = self.evaluate_bisecting(left)?;
+                evaluation.merge(self.evaluate_bisecting(right)?);
+                Ok(evaluation)
             }
         }
     }
@@ -278,7 +368,7 @@ impl Evaluator {
     fn probe(&self, attribute: &str) -> String {
         let mut cmd = self.command();
         cmd.arg("--argstr").arg("probe").arg(attribute);
-        match self.run(cmd) {
+        match self.run(cmd, &[attribute.to_owned()]) {
             Ok(Err(stderr)) => error_lines(&stderr),
             Ok(Ok(_)) => "it evaluates on its own; it failed only inside the walk".into(),
             Err(err) => err.to_string(),
@@ -308,11 +398,15 @@ fn git(repo: &Path) -> Command {
 }
 
 /// The commit and its commit time, if `repo` is the top of a git checkout (not a directory
-/// inside some other repository).
-fn head_commit(repo: &Path) -> Option<(String, String)> {
+/// inside some other repository) with no change: a modified tree is no commit.
+fn clean_head_commit(repo: &Path) -> Option<(String, String)> {
     let top = git(repo).args(["rev-parse", "--show-toplevel"]).output().ok()?;
     let top = PathBuf::from(String::from_utf8(top.stdout).ok()?.trim());
     if top.canonicalize().ok()? != repo.canonicalize().ok()? {
+        return None;
+    }
+    let status = git(repo).args(["status", "--porcelain"]).output().ok()?;
+    if !status.status.success() || !status.stdout.is_empty() {
         return None;
     }
     let out = git(repo).args(["show", "-s", "--format=%H %ct", "HEAD"]).output().ok()?;
@@ -338,14 +432,16 @@ fn check_out(repo: &Path, rev: &str, dest: &Path) -> Result<(String, Option<Stri
     let (commit, time) = text.split_once(' ').unwrap_or((&text, ""));
     let mut archive =
         git(repo).args(["archive", "--format=tar", commit]).stdout(Stdio::piped()).spawn().map_err(spawn)?;
-    let stdout = archive.stdout.take().expect("stdout is piped");
-    let mut tar = tar::Archive::new(stdout);
-    tar.set_preserve_permissions(true);
-    let unpacked = tar.unpack(dest);
+    let unpacked = {
+        let mut tar = tar::Archive::new(archive.stdout.take().expect("stdout is piped"));
+        tar.set_preserve_permissions(true);
+        tar.unpack(dest)
+        // The pipe closes here, so that git cannot block on it if unpacking stopped early.
+    };
     let status = archive.wait().map_err(spawn)?;
+    unpacked.map_err(|e| fail(e.to_string()))?;
     if !status.success() {
         return Err(fail(format!("git archive exited with {status}")));
     }
-    unpacked.map_err(|e| fail(e.to_string()))?;
     Ok((commit.to_owned(), (!time.is_empty()).then(|| time.to_owned())))
 }

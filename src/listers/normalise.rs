@@ -26,7 +26,6 @@ use crate::sources::{Source, SourceType};
 #[serde(rename_all = "camelCase")]
 pub struct RawSource {
     pub store_path: Option<String>,
-    pub name: Option<String>,
     pub urls: Option<Vec<String>>,
     pub url: Option<String>,
     pub output_hash: Option<String>,
@@ -46,14 +45,23 @@ pub type Mirrors = BTreeMap<String, Vec<String>>;
 
 /// Why a raw record did not become a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {reason}", store_path.as_deref().unwrap_or("a source without a store path"))]
+#[error("failed to describe {}: {reason}", store_path.as_deref().unwrap_or("a source without a store path"))]
 pub struct NormaliseError {
     pub store_path: Option<String>,
     pub reason: String,
 }
 
+/// A source, and what was dropped from it on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalised {
+    pub source: Source,
+    /// `mirror://` URLs naming a site the revision's mirrors.nix does not have: like fetchurl's
+    /// builder, the URL is dropped and the others kept.
+    pub unknown_mirrors: Vec<String>,
+}
+
 /// Turns a raw record into a source, expanding mirror URLs with `mirrors`.
-pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, NormaliseError> {
+pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Normalised, NormaliseError> {
     let fail = |reason: String| NormaliseError { store_path: raw.store_path.clone(), reason };
     let output_hash = text(&raw.output_hash).ok_or_else(|| fail("it has no outputHash".into()))?;
     let algo = match text(&raw.output_hash_algo) {
@@ -71,8 +79,9 @@ pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, Normalise
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     });
+    // The fetcher's own attributes first: a fetchgit with an empty rev is still a git source.
     let is_set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-    let kind = if raw.urls.is_some() || rev.is_none() {
+    let kind = if raw.urls.is_some() {
         SourceType::Url
     } else if is_set(&raw.fetch_submodules) || is_set(&raw.leave_dot_git) {
         SourceType::Git
@@ -80,6 +89,8 @@ pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, Normalise
         SourceType::Hg
     } else if is_set(&raw.ignore_externals) {
         SourceType::Svn
+    } else if rev.is_none() {
+        SourceType::Url
     } else {
         return Err(fail("it has a `url` and a `rev` but no attribute of a known VCS fetcher".into()));
     };
@@ -108,17 +119,22 @@ pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, Normalise
         inferred_fetcher: None,
     };
     let url = || text(&raw.url).map(str::to_owned).ok_or_else(|| fail("it has no `url`".into()));
+    let mut unknown_mirrors = Vec::new();
     match kind {
         SourceType::Url => {
             let listed = match &raw.urls {
                 Some(urls) => urls.clone(),
                 None => vec![url()?],
             };
-            let expanded = expand_mirrors(&listed, mirrors).map_err(fail)?;
-            if expanded.is_empty() {
-                return Err(fail("its list of URLs is empty".into()));
+            let expanded = expand_mirrors(&listed, mirrors);
+            unknown_mirrors = expanded.unknown;
+            if expanded.urls.is_empty() {
+                return Err(fail(match unknown_mirrors.first() {
+                    Some(first) => format!("its only URLs use unknown mirror sites, such as `{first}`"),
+                    None => "its list of URLs is empty".into(),
+                }));
             }
-            source.urls = Some(expanded);
+            source.urls = Some(expanded.urls);
         }
         SourceType::Git => {
             source.git_url = Some(url()?);
@@ -135,7 +151,14 @@ pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Source, Normalise
             source.svn_revision = rev.map(|r| r.parse::<u64>().map_or(Value::String(r), |n| Value::Number(n.into())));
         }
     }
-    Ok(source)
+    Ok(Normalised { source, unknown_mirrors })
+}
+
+/// URLs with their mirrors expanded, and the ones whose site is unknown.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expanded {
+    pub urls: Vec<String>,
+    pub unknown: Vec<String>,
 }
 
 /// The string, unless it is missing or empty.
@@ -144,12 +167,12 @@ fn text(value: &Option<String>) -> Option<&str> {
 }
 
 /// Expands `mirror://site/path` URLs into one URL per mirror of the site, keeping the order and
-/// dropping repeats.
-pub fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Result<Vec<String>, String> {
-    let mut out: Vec<String> = Vec::with_capacity(urls.len());
+/// dropping repeats; a URL whose site is unknown is set aside.
+pub fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Expanded {
+    let mut out = Expanded::default();
     let mut push = |url: String| {
-        if !out.contains(&url) {
-            out.push(url);
+        if !out.urls.contains(&url) {
+            out.urls.push(url);
         }
     };
     for url in urls {
@@ -158,12 +181,16 @@ pub fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Result<Vec<String>,
             continue;
         };
         let (site, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let prefixes = mirrors.get(site).ok_or_else(|| format!("`{url}` names the unknown mirror site `{site}`"))?;
-        for prefix in prefixes {
-            push(format!("{}/{}", prefix.trim_end_matches('/'), path.trim_start_matches('/')));
+        match mirrors.get(site) {
+            Some(prefixes) => {
+                for prefix in prefixes {
+                    push(format!("{}/{}", prefix.trim_end_matches('/'), path.trim_start_matches('/')));
+                }
+            }
+            None => out.unknown.push(url.clone()),
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -192,23 +219,26 @@ mod tests {
         for (rev, expected) in [(Value::from(12), Value::from(12)), (Value::from("HEAD"), Value::from("HEAD"))] {
             let mut record = raw(Some(rev));
             record.ignore_externals = Some(Value::Bool(false));
-            let source = normalise(&record, &Mirrors::new()).unwrap();
+            let source = normalise(&record, &Mirrors::new()).unwrap().source;
             assert_eq!(source.kind, SourceType::Svn);
             assert_eq!(source.svn_revision, Some(expected));
         }
     }
 
     #[test]
-    fn mirrors_expand_with_one_slash_and_unknown_sites_are_named() {
+    fn mirrors_expand_with_one_slash_and_unknown_sites_are_set_aside() {
         let mirrors: Mirrors = [("gnu".to_owned(), vec!["https://a.org/gnu/".to_owned(), "https://b.org".to_owned()])]
             .into_iter()
             .collect();
         let urls = vec!["mirror://gnu/hello/h.tar.gz".to_owned(), "https://a.org/gnu/hello/h.tar.gz".to_owned()];
         assert_eq!(
-            expand_mirrors(&urls, &mirrors).unwrap(),
+            expand_mirrors(&urls, &mirrors).urls,
             ["https://a.org/gnu/hello/h.tar.gz", "https://b.org/hello/h.tar.gz"]
         );
-        let err = expand_mirrors(&["mirror://nope/x".to_owned()], &mirrors).unwrap_err();
-        assert!(err.contains("unknown mirror site `nope`"), "{err}");
+        let unknown = vec!["mirror://nope/x".to_owned(), "https://c.org/x".to_owned()];
+        assert_eq!(
+            expand_mirrors(&unknown, &mirrors),
+            Expanded { urls: vec!["https://c.org/x".into()], unknown: vec!["mirror://nope/x".into()] }
+        );
     }
 }

@@ -13,7 +13,7 @@
 # - roots: how many root attributes were evaluated.
 # With listRoots, it returns the root names instead (swh-bridge shards them over processes); with
 # probe, it forces one attribute without tryEval, so that Nix prints why it fails.
-{ nixpkgs
+{ nixpkgs              # the checkout's absolute path, as a string
 , attrsJson ? "null"   # JSON list of dotted attribute paths; null for the default roots
 , onlyJson ? "null"    # JSON list of root names to evaluate; null for all of them
 , listRoots ? false    # return only the root names
@@ -21,14 +21,15 @@
 }:
 let
   inherit (builtins) attrNames concatMap filter getAttr hasAttr isAttrs isList length
-    listToAttrs pathExists tryEval typeOf;
+    listToAttrs pathExists removeAttrs tryEval typeOf;
 
+  root = /. + nixpkgs;
   attrPaths = builtins.fromJSON attrsJson;
-  allTarballs = nixpkgs + "/maintainers/scripts/all-tarballs.nix";
-  mirrorsFile = nixpkgs + "/pkgs/build-support/fetchurl/mirrors.nix";
+  allTarballs = root + "/maintainers/scripts/all-tarballs.nix";
+  mirrorsFile = root + "/pkgs/build-support/fetchurl/mirrors.nix";
   useAllTarballs = attrPaths == null && pathExists allTarballs;
 
-  pkgs = import nixpkgs {
+  pkgs = import root {
     config = {
       allowBroken = true;
       allowUnfree = true;
@@ -57,9 +58,9 @@ let
   # The derivations in a root attribute, descending into package sets that ask for it (and into
   # every set of all-tarballs.nix's release jobs). Failures are recorded by attribute path.
   collect = recurseAll: path: v:
-    let value = force v;
+    let evaluated = tryEval v; value = evaluated.value;
     in
-    if value == null then { drvs = [ ]; failed = [ path ]; }
+    if !evaluated.success then { drvs = [ ]; failed = [ path ]; }
     else if isDrv value then
       (if drvPathOf value != null then { drvs = [ value ]; failed = [ ]; } else { drvs = [ ]; failed = [ path ]; })
     else if isAttrs value && (recurseAll || force (value.recurseForDerivations or false) == true) then
@@ -70,59 +71,63 @@ let
   collected = map (n: collect useAllTarballs n (getAttr n roots)) rootNames;
   rootDrvs = concatMap (c: c.drvs) collected;
 
-  # Inputs are derivations, or lists of them, in any attribute but meta, passthru and what
-  # passthru added.
-  skipped = d:
-    let passthru = force (d.passthru or { });
-    in [ "meta" "passthru" "all" "out" "outputs" "drvAttrs" ] ++ (if isAttrs passthru then attrNames passthru else [ ]);
+  # Inputs are derivations, or lists of them, among the attributes the derivation was built from
+  # (drvAttrs: exactly the inputs, without meta, passthru or inputDerivation). A derivation-like
+  # set without drvAttrs is searched whole, but for meta and passthru.
   inputsOf = d:
     let
-      names = filter (n: !(builtins.elem n (skipped d))) (attrNames d);
+      drvAttrs = force (d.drvAttrs or null);
+      attrs = if isAttrs drvAttrs then drvAttrs else removeAttrs d [ "meta" "passthru" "drvAttrs" "all" "out" ];
       drvsIn = v: let x = force v; in
         if isDrv x then [ x ]
         else if isList x then filter isDrv (map force x)
         else [ ];
     in
-    filter (x: drvPathOf x != null) (concatMap (n: drvsIn (getAttr n d)) names);
+    filter (x: drvPathOf x != null) (concatMap (n: drvsIn (getAttr n attrs)) (attrNames attrs));
 
   closure = builtins.genericClosure {
     startSet = map (d: { key = drvPathOf d; drv = d; }) rootDrvs;
     operator = item: map (d: { key = drvPathOf d; drv = d; }) (inputsOf item.drv);
   };
 
-  # Attribute values as JSON-safe scalars (strings, booleans, ints) or null.
-  str = v: let x = force v; in
-    if x == null then null
-    else if builtins.isString x then (let s = tryEval (builtins.seq (builtins.stringLength x) x); in if s.success then s.value else null)
-    else if builtins.isInt x || builtins.isBool x then x
-    else if builtins.isPath x then toString x
+  # Attribute values as strings (numbers and paths written out), or null for anything else, so
+  # that one odd attribute cannot break the JSON the Rust side reads.
+  text = v: let x = force v; in
+    if builtins.isString x then x
+    else if builtins.isInt x || builtins.isPath x then toString x
     else null;
-  strList = v: let x = force v; in if isList x then filter (s: s != null) (map str x) else null;
+  # Strings, numbers and booleans as they are (for rev and fetcher flags), else null.
+  scalar = v: let x = force v; in
+    if builtins.isString x || builtins.isInt x || builtins.isBool x then x else null;
+  textList = v: let x = force v; in if isList x then filter (s: s != null) (map text x) else null;
 
   isSource = d:
-    let hash = str (d.outputHash or null);
+    let hash = text (d.outputHash or null);
     in hash != null && hash != "" && (hasAttr "url" d || hasAttr "urls" d);
 
   record = d: {
-    storePath = str (d.outPath or null);
-    name = str (d.name or null);
-    urls = strList (d.urls or null);
-    url = str (d.url or null);
-    outputHash = str (d.outputHash or null);
-    outputHashAlgo = str (d.outputHashAlgo or null);
-    outputHashMode = str (d.outputHashMode or null);
-    postFetch = str (d.postFetch or null);
-    rev = str (d.rev or null);
-    fetchSubmodules = str (d.fetchSubmodules or null);
-    sparseCheckout = str (d.sparseCheckout or null);
-    leaveDotGit = str (d.leaveDotGit or null);
-    ignoreExternals = str (d.ignoreExternals or null);
-    subrepoClause = str (d.subrepoClause or null);
+    storePath = text (d.outPath or null);
+    urls = textList (d.urls or null);
+    url = text (d.url or null);
+    outputHash = text (d.outputHash or null);
+    outputHashAlgo = text (d.outputHashAlgo or null);
+    outputHashMode = text (d.outputHashMode or null);
+    postFetch = text (d.postFetch or null);
+    rev = scalar (d.rev or null);
+    fetchSubmodules = scalar (d.fetchSubmodules or null);
+    # A newline-joined string in current Nixpkgs, a list in older ones.
+    sparseCheckout =
+      let x = force (d.sparseCheckout or null);
+      in if isList x then builtins.concatStringsSep "\n" (textList x) else text x;
+    leaveDotGit = scalar (d.leaveDotGit or null);
+    ignoreExternals = scalar (d.ignoreExternals or null);
+    subrepoClause = text (d.subrepoClause or null);
   };
-  probed = getPath (splitPath probe) roots;
+  # Failures are named by paths into pkgs under --attr, into the roots otherwise.
+  probed = getPath (splitPath probe) (if attrPaths != null then pkgs else roots);
 in
 if listRoots then attrNames roots
-else if probe != null then (if isAttrs probed && probed ? drvPath then probed.drvPath else builtins.deepSeq probed null)
+else if probe != null then (if isAttrs probed then (if probed ? drvPath then probed.drvPath else null) else builtins.deepSeq probed null)
 else {
   mirrors = if pathExists mirrorsFile then import mirrorsFile else { };
   sources = map (item: record item.drv) (filter (item: isSource item.drv) closure);

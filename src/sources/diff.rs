@@ -24,24 +24,37 @@ pub struct Change<'a> {
     pub new: &'a Source,
 }
 
-/// Compares `old` with `new`; each list comes out in the order of the file it is from.
+/// Compares `old` with `new`; each list comes out in the order of the file it is from. Entries
+/// that share an identity (in Guix, two packages with the same source) are paired in order.
 pub fn diff<'a>(old: &'a [Source], new: &'a [Source]) -> SourcesDiff<'a> {
-    let old_by_identity: HashMap<String, &Source> = old.iter().map(|s| (s.identity(), s)).collect();
-    let new_by_identity: HashMap<String, &Source> = new.iter().map(|s| (s.identity(), s)).collect();
+    let keyed = |sources: &'a [Source]| {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        sources
+            .iter()
+            .map(|s| {
+                let identity = s.identity();
+                let n = seen.entry(identity.clone()).or_default();
+                *n += 1;
+                ((identity, *n), s)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (old, new) = (keyed(old), keyed(new));
+    let old_by_key: HashMap<&(String, usize), &Source> = old.iter().map(|(k, s)| (k, *s)).collect();
+    let new_by_key: HashMap<&(String, usize), &Source> = new.iter().map(|(k, s)| (k, *s)).collect();
     let mut result = SourcesDiff::default();
-    for source in old {
-        if !new_by_identity.contains_key(&source.identity()) {
+    for (key, source) in &old {
+        if !new_by_key.contains_key(key) {
             result.removed.push(source);
         }
     }
-    for source in new {
-        let identity = source.identity();
-        match old_by_identity.get(&identity) {
+    for (key, source) in &new {
+        match old_by_key.get(key) {
             None => result.added.push(source),
             Some(previous) => {
                 let fields = changed_fields(previous, source);
                 if !fields.is_empty() {
-                    result.changed.push(Change { identity, fields, old: previous, new: source });
+                    result.changed.push(Change { identity: key.0.clone(), fields, old: previous, new: source });
                 }
             }
         }

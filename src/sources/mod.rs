@@ -59,7 +59,8 @@ impl SourceType {
     }
 }
 
-/// One source, with nixpkgs-swh's field names, in the order nixpkgs-swh writes them.
+/// One source, with nixpkgs-swh's field names (consumers read them by name; the order here, type
+/// first, is for people reading the file).
 /// Fields this crate does not know are ignored when reading (`sources validate` reports them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Source {
@@ -183,10 +184,23 @@ pub enum SourcesError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("failed to read {}: {reason}", path.display())]
-    Shape { path: std::path::PathBuf, reason: String },
+    #[error("failed to read {}", path.display())]
+    Shape {
+        path: std::path::PathBuf,
+        #[source]
+        source: ShapeError,
+    },
     #[error("failed to write sources.json")]
     Write(#[source] io::Error),
+}
+
+/// Why a JSON document is not a sources file at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("the top level is not a JSON object")]
+    NotAnObject,
+    #[error("there is no `sources` list")]
+    NoSources,
 }
 
 /// Reads a sources.json file (nixpkgs-swh's or Guix's), keeping every entry that parses.
@@ -194,14 +208,14 @@ pub fn read_file(path: &Path) -> Result<ReadSources, SourcesError> {
     let bytes = std::fs::read(path).map_err(|source| SourcesError::Read { path: path.to_owned(), source })?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|source| SourcesError::Json { path: path.to_owned(), source })?;
-    from_value(value).map_err(|reason| SourcesError::Shape { path: path.to_owned(), reason })
+    from_value(value).map_err(|source| SourcesError::Shape { path: path.to_owned(), source })
 }
 
 /// [`read_file`] on JSON already parsed; fails only if the top level is not a sources file.
-pub fn from_value(value: Value) -> Result<ReadSources, String> {
-    let Value::Object(mut top) = value else { return Err("the top level is not a JSON object".into()) };
+pub fn from_value(value: Value) -> Result<ReadSources, ShapeError> {
+    let Value::Object(mut top) = value else { return Err(ShapeError::NotAnObject) };
     let Some(Value::Array(entries)) = top.remove("sources") else {
-        return Err("there is no `sources` list".into());
+        return Err(ShapeError::NoSources);
     };
     let text = |top: &mut serde_json::Map<String, Value>, key: &str| match top.remove(key) {
         Some(Value::String(s)) => Some(s),

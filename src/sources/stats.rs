@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{ReadSources, SourceType};
+use super::{ReadSources, Source, SourceType};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
@@ -51,10 +51,14 @@ const FILE_TYPES: &[(&str, &str)] = &[
 ];
 
 pub fn stats(read: &ReadSources) -> Stats {
-    let mut stats =
-        Stats { sources: read.file.sources.len(), without_origin: read.without_origin.len(), ..Stats::default() };
+    stats_of(&read.file.sources, read.without_origin.len())
+}
+
+/// The counts for `sources`, plus a number of entries without an origin.
+pub fn stats_of(sources: &[Source], without_origin: usize) -> Stats {
+    let mut stats = Stats { sources: sources.len(), without_origin, ..Stats::default() };
     let mut hosts: BTreeMap<String, usize> = BTreeMap::new();
-    for source in &read.file.sources {
+    for source in sources {
         *stats.by_type.entry(source.kind.name().to_owned()).or_default() += 1;
         let mode = source.output_hash_mode.clone().unwrap_or_else(|| "unknown".into());
         *stats.by_hash_mode.entry(mode).or_default() += 1;

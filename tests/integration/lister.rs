@@ -32,38 +32,71 @@ fn list_matches_the_hand_checked_sources_json() {
         let stderr = list(&[fixture("nixpkgs").to_str().unwrap(), "--jobs", jobs], &out);
         assert!(fs::read(&out).unwrap() == expected, "--jobs {jobs}: output differs from expected-sources.json");
         for (attribute, reason) in [
+            ("abortdep", "abortdep's dependency aborts"),
             ("broken-abort", "broken-abort cannot be evaluated"),
             ("broken-assert", "assertion"),
             ("broken-throw", "broken-throw has been removed"),
+            ("extraPackages.broken", "extraPackages.broken is gone"),
         ] {
             assert!(stderr.contains(&format!("{attribute}: ")) && stderr.contains(reason), "{attribute}:\n{stderr}");
         }
+        assert!(stderr.contains("5 attributes failed"), "null is no failure:\n{stderr}");
+        assert!(stderr.contains("mirror://nowhere/um-1.0.tar.gz"), "{stderr}");
     }
     assert!(fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("sources.json.example")).unwrap() == expected);
 }
 
-/// The store paths of the expected file, as Nix itself computes them for each package's source.
+/// The store paths and hashes of the expected file, as Nix itself computes and converts them for
+/// each package's source.
 #[test]
-fn expected_store_paths_are_nixs() {
+fn expected_store_paths_and_hashes_are_nixs() {
     let expr = format!(
-        "let p = import {} {{ }}; in map (d: d.outPath) [
+        "let p = import {} {{ }}; in map (d: {{ path = d.outPath; hash = d.outputHash; algo = d.outputHashAlgo; }}) [
             p.hello.src p.hexpkg.src (builtins.head p.hexpkg.patches) p.sripkg.src p.sha512pkg.src
             p.sha1pkg.src p.urlspkg.src p.zippkg.src p.ghpkg.src p.gitsubpkg.src p.gitsparsepkg.src
             p.svnpkg.src p.hgpkg.src p.shared-a.src (builtins.head p.withdep.buildInputs).src
-            p.extraPackages.nested.src ]",
+            p.extraPackages.nested.src p.dup-a.src p.unknownmirror.src ]",
         fixture("nixpkgs").display()
     );
     let mut nix = tool("nix-instantiate");
     nix.args(["--eval", "--strict", "--json", "--readonly-mode", "-E", &expr]);
-    let reference: BTreeSet<String> = serde_json::from_slice(&output(&mut nix)).unwrap();
+    let derivations: Vec<Value> = serde_json::from_slice(&output(&mut nix)).unwrap();
+    let mut reference = BTreeMap::new();
+    for d in derivations {
+        let hash = d["hash"].as_str().unwrap();
+        let sri = match d["algo"].as_str() {
+            Some(algo) => line(tool("nix").args(["hash", "to-sri", "--type", algo, hash])),
+            None => line(tool("nix").args(["hash", "to-sri", hash])),
+        };
+        reference.insert(d["path"].as_str().unwrap().to_owned(), sri);
+    }
     let expected: Value = serde_json::from_slice(&fs::read(fixture("expected-sources.json")).unwrap()).unwrap();
-    let listed: BTreeSet<String> = expected["sources"]
+    let listed: BTreeMap<String, String> = expected["sources"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["nixStorePath"].as_str().unwrap().to_owned())
+        .map(|s| (s["nixStorePath"].as_str().unwrap().to_owned(), s["integrity"].as_str().unwrap().to_owned()))
         .collect();
     assert_eq!(listed, reference);
+}
+
+#[test]
+fn a_saved_raw_evaluation_gives_the_same_file_again() {
+    let tmp = temp_dir();
+    let (out, raw, again) = (tmp.path().join("a.json"), tmp.path().join("raw.json"), tmp.path().join("b.json"));
+    list(&[fixture("nixpkgs").to_str().unwrap(), "--jobs", "2", "--save-raw", raw.to_str().unwrap()], &out);
+    let stderr = list(&["--from-raw", raw.to_str().unwrap()], &again);
+    assert!(fs::read(&out).unwrap() == fs::read(&again).unwrap());
+    assert!(stderr.contains("abortdep: evaluation aborted"), "failures are kept with their reasons:\n{stderr}");
+}
+
+#[test]
+fn a_failing_attribute_path_is_explained() {
+    let tmp = temp_dir();
+    let out = tmp.path().join("sources.json");
+    let stderr =
+        list(&[fixture("nixpkgs").to_str().unwrap(), "--attr", "extraPackages.broken", "--attr", "hello"], &out);
+    assert!(stderr.contains("extraPackages.broken: extraPackages.broken is gone"), "{stderr}");
 }
 
 #[test]
@@ -91,7 +124,7 @@ fn list_checks_out_a_revision_and_records_it() {
     let listed: Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
     assert_eq!(listed["revision"], commit);
     assert_eq!(listed["timestamp"], time);
-    assert_eq!(listed["sources"].as_array().unwrap().len(), 16);
+    assert_eq!(listed["sources"].as_array().unwrap().len(), 18);
 
     let stderr = failure(bridge().args(["list"]).arg(&repo).args(["--rev", "no-such-rev", "-o"]).arg(&out));
     assert!(stderr.contains("failed to check out revision no-such-rev"), "{stderr}");
@@ -166,6 +199,8 @@ fn swh_nixguix_lister_reads_every_entry() {
         ("https://example.org/shared/shared-1.0.tar.gz", &["tarball-directory"][..]),
         ("https://example.org/libdep-0.1.tar.gz", &["tarball-directory"][..]),
         ("https://example.org/nested-1.0.tar.gz", &["tarball-directory"][..]),
+        ("https://example.org/dup-1.0.tar.gz", &["tarball-directory"][..]),
+        ("https://example.org/um-1.0.tar.gz", &["tarball-directory"][..]),
     ]
     .into_iter()
     .collect();
@@ -249,12 +284,12 @@ fn stats_count_nixpkgs_and_guix_files() {
         bridge().args(["sources", "stats", "--json"]).arg(fixture("expected-sources.json")),
     ))
     .unwrap();
-    assert_eq!(json["sources"], 16);
-    assert_eq!(json["by_type"], serde_json::json!({ "git": 2, "hg": 1, "svn": 1, "url": 12 }));
-    assert_eq!(json["by_hash_mode"], serde_json::json!({ "flat": 10, "recursive": 6 }));
-    assert_eq!(json["by_hash_algo"], serde_json::json!({ "sha1": 1, "sha256": 14, "sha512": 1 }));
-    assert_eq!(json["by_file_type"], serde_json::json!({ "archive": 11, "patch": 1 }));
-    assert_eq!(json["top_hosts"][0], serde_json::json!(["example.org", 8]));
+    assert_eq!(json["sources"], 18);
+    assert_eq!(json["by_type"], serde_json::json!({ "git": 2, "hg": 1, "svn": 1, "url": 14 }));
+    assert_eq!(json["by_hash_mode"], serde_json::json!({ "flat": 12, "recursive": 6 }));
+    assert_eq!(json["by_hash_algo"], serde_json::json!({ "sha1": 1, "sha256": 16, "sha512": 1 }));
+    assert_eq!(json["by_file_type"], serde_json::json!({ "archive": 13, "patch": 1 }));
+    assert_eq!(json["top_hosts"][0], serde_json::json!(["example.org", 10]));
 
     let guix: Value = serde_json::from_slice(&output(
         bridge().args(["sources", "stats", "--json"]).arg(fixture("guix-sources.json")),

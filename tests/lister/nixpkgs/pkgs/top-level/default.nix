@@ -159,6 +159,35 @@ in
     };
   };
 
+  # Two derivations with one store path (same name and hash) but other URLs: listed once, with
+  # both URL lists.
+  dup-a = package "dup-a-1.0" {
+    src = fetchurl {
+      url = "mirror://gnu/dup/dup-1.0.tar.gz";
+      sha256 = "9eb6203435cb3e0033f544e3bf6f1b74b138c765fc489a38a092e8f7adbd9638";
+    };
+  };
+  dup-b = package "dup-b-1.0" {
+    src = fetchurl {
+      url = "https://example.org/dup-1.0.tar.gz";
+      sha256 = "9eb6203435cb3e0033f544e3bf6f1b74b138c765fc489a38a092e8f7adbd9638";
+    };
+  };
+
+  # A mirror site mirrors.nix does not have: that URL is dropped, the other kept.
+  unknownmirror = package "unknownmirror-1.0" {
+    src = fetchurl {
+      urls = [ "mirror://nowhere/um-1.0.tar.gz" "https://example.org/um-1.0.tar.gz" ];
+      sha256 = "289c90decf40c8ec15f72f6080f2a4e7cd11d4128530dd5d290fc06ebadba620";
+    };
+  };
+
+  # null is a value, not a failure.
+  nothing = null;
+
+  # An abort inside a dependency stops the evaluator too.
+  abortdep = package "abortdep-1.0" { buildInputs = [ (abort "abortdep's dependency aborts") ]; };
+
   # Packages that fail to evaluate: skipped and counted. tryEval catches throw and assert; abort
   # stops the whole evaluator, which swh-bridge must isolate by itself.
   broken-throw = throw "broken-throw has been removed";
@@ -168,6 +197,7 @@ in
   # A package set that asks to be walked.
   extraPackages = {
     recurseForDerivations = true;
+    broken = throw "extraPackages.broken is gone";
     nested = package "nested-1.0" {
       src = fetchurl {
         url = "https://example.org/nested-1.0.tar.gz";
