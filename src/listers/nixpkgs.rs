@@ -246,9 +246,10 @@ pub struct NormalisedAll {
 /// share a store path (the same name and hash, fetched from different URLs) are taken in a fixed
 /// order and their URLs merged, so the result does not depend on which evaluator finished first.
 pub fn normalise_all(raw: &[Value], mirrors: &Mirrors) -> NormalisedAll {
-    let mut records: Vec<(String, &Value)> = raw.iter().map(|r| (r.to_string(), r)).collect();
-    records.sort_by(|(a, _), (b, _)| a.cmp(b));
-    records.dedup_by(|(a, _), (b, _)| a == b);
+    let store_path = |r: &Value| r.get("storePath").and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut records: Vec<(String, &Value)> = raw.iter().map(|r| (store_path(r), r)).collect();
+    // Only records that share a store path need their whole text compared.
+    records.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.to_string().cmp(&y.to_string())));
     let mut by_path: BTreeMap<String, Source> = BTreeMap::new();
     let mut out = NormalisedAll::default();
     for (_, record) in records {
