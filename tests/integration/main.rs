@@ -2,6 +2,7 @@
 //! the reference tools (`nix-store`, `nix-hash`, `nix`, `git`, `swh identify`), run here on trees
 //! the tests generate; `scripts/test.sh` installs those tools.
 
+mod archive_client;
 mod cli;
 mod golden_hashing;
 mod hostile;

@@ -1,0 +1,82 @@
+//! The shapes of the Software Heritage Web API's answers that swh-bridge reads. Fields it does
+//! not use are ignored, so that additions to the API do not break it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /content/<algo>:<hex>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ContentInfo {
+    /// Hex digests by algorithm: sha1, sha1_git, sha256, blake2s256.
+    pub checksums: BTreeMap<String, String>,
+    pub length: Option<u64>,
+    /// `visible`, or `absent` for a file the archive skipped (over 100 MiB): listed, no bytes.
+    pub status: String,
+}
+
+/// `GET /extid/<type>/<id>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExtId {
+    pub extid_type: String,
+    pub extid_version: u32,
+    /// A core SWHID: `swh:1:cnt:…` or `swh:1:dir:…` for Nix hashes.
+    pub target: String,
+}
+
+/// One entry of `GET /directory/<sha1_git>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DirectoryEntry {
+    pub name: String,
+    /// `file`, `dir` or `rev`; symlinks are `file` with perms 0o120000.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub perms: u32,
+    /// The target's sha1_git (hex).
+    pub target: String,
+    pub length: Option<u64>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `GET /revision/<sha1_git>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Revision {
+    pub id: String,
+    /// The root directory's sha1_git (hex).
+    pub directory: String,
+}
+
+/// The vault's cooking status (`/vault/<bundle>/<swhid>/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VaultTask {
+    /// `new`, `pending`, `done` or `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub progress_message: Option<String>,
+    #[serde(default)]
+    pub fetch_url: Option<String>,
+}
+
+/// A Save Code Now request (`/origin/save/<visit_type>/url/<url>/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveRequest {
+    pub id: u64,
+    /// `accepted`, `rejected` or `pending`.
+    pub save_request_status: String,
+    #[serde(default)]
+    pub save_task_status: Option<String>,
+    #[serde(default)]
+    pub visit_status: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The API's error body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ErrorBody {
+    #[serde(default)]
+    pub exception: String,
+    #[serde(default)]
+    pub reason: String,
+}

@@ -1,0 +1,162 @@
+//! The archive client against mockito, for what a local archive cannot show: rate limits, server
+//! errors, malformed answers, the vault's asynchronous cooking.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use swh_bridge::archive::{ApiError, ArchiveClient, ClientConfig};
+
+fn client(server: &mockito::Server, configure: impl FnOnce(&mut ClientConfig)) -> ArchiveClient {
+    let mut config = ClientConfig::for_api(format!("{}/api/1/", server.url()).parse().unwrap());
+    config.token = None;
+    config.backoff = Duration::from_millis(10);
+    configure(&mut config);
+    ArchiveClient::new(config)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+const CONTENT: &str = r#"{"checksums": {"sha256": "ab"}, "length": 3, "status": "visible"}"#;
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[test]
+fn rate_limits_are_waited_out_when_allowed_and_reported_otherwise() {
+    let mut server = mockito::Server::new();
+    let reset = (unix_now() + 1).to_string();
+    let limited = server
+        .mock("GET", "/api/1/content/sha256:ab/")
+        .with_status(429)
+        .with_header("X-RateLimit-Remaining", "0")
+        .with_header("X-RateLimit-Reset", &reset)
+        .with_body(r#"{"exception": "Throttled", "reason": "too many requests"}"#)
+        .expect(1)
+        .create();
+    let ok = server.mock("GET", "/api/1/content/sha256:ab/").with_body(CONTENT).expect(1).create();
+    let patient = client(&server, |c| c.max_rate_limit_wait = Duration::from_secs(5));
+    let info = runtime().block_on(patient.content("sha256", "ab")).unwrap();
+    assert_eq!(info.length, Some(3));
+    assert_eq!(patient.requests(), 2);
+    limited.assert();
+    ok.assert();
+
+    let far = (unix_now() + 3600).to_string();
+    server.mock("GET", "/api/1/content/sha256:cd/").with_status(429).with_header("X-RateLimit-Reset", &far).create();
+    let impatient = client(&server, |_| {});
+    let err = runtime().block_on(impatient.content("sha256", "cd")).unwrap_err();
+    assert!(matches!(err, ApiError::RateLimited { until } if until.to_string() == far), "{err}");
+    assert!(err.to_string().contains("retry then"), "{err}");
+}
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let mut server = mockito::Server::new();
+    server.mock("GET", "/api/1/content/sha256:ab/").with_status(503).expect(1).create();
+    server.mock("GET", "/api/1/content/sha256:ab/").with_body(CONTENT).expect(1).create();
+    let archive = client(&server, |_| {});
+    assert_eq!(runtime().block_on(archive.content("sha256", "ab")).unwrap().status, "visible");
+    assert_eq!(archive.requests(), 2);
+
+    server
+        .mock("GET", "/api/1/revision/00/")
+        .with_status(500)
+        .with_body(r#"{"exception": "Boom", "reason": "storage is down"}"#)
+        .create();
+    let archive = client(&server, |c| c.retries = 2);
+    let err = runtime().block_on(archive.revision("00")).unwrap_err();
+    assert!(err.to_string().contains("revision 00 with 500: Boom storage is down"), "{err}");
+    assert_eq!(archive.requests(), 3);
+}
+
+#[test]
+fn missing_malformed_and_refused_answers_are_typed() {
+    let mut server = mockito::Server::new();
+    server.mock("GET", "/api/1/directory/00/").with_status(404).create();
+    server.mock("GET", "/api/1/directory/11/").with_body("{not json").create();
+    server
+        .mock("GET", "/api/1/directory/22/")
+        .with_status(400)
+        .with_body(r#"{"exception": "BadInputExc", "reason": "invalid id"}"#)
+        .create();
+    let archive = client(&server, |_| {});
+    let rt = runtime();
+    assert!(matches!(rt.block_on(archive.directory("00")), Err(ApiError::NotFound { .. })));
+    let err = rt.block_on(archive.directory("11")).unwrap_err();
+    assert!(matches!(err, ApiError::Malformed { .. }) && err.to_string().contains("directory 11"), "{err}");
+    let err = rt.block_on(archive.directory("22")).unwrap_err();
+    assert!(err.to_string().contains("refused directory 22 with 400: BadInputExc invalid id"), "{err}");
+}
+
+#[test]
+fn the_token_is_sent_and_extids_ask_for_version_1() {
+    let mut server = mockito::Server::new();
+    let mock = server
+        .mock("GET", "/api/1/extid/nar-sha256/hex:00ff/")
+        .match_query(mockito::Matcher::UrlEncoded("extid_version".into(), "1".into()))
+        .match_header("authorization", "Bearer secret")
+        .with_body(r#"{"extid": "00ff", "extid_type": "nar-sha256", "extid_version": 1, "target": "swh:1:dir:0000000000000000000000000000000000000000"}"#)
+        .create();
+    let archive = client(&server, |c| c.token = Some("secret".into()));
+    let extid = runtime().block_on(archive.extid("nar-sha256", &[0x00, 0xff])).unwrap();
+    assert_eq!(extid.target, "swh:1:dir:0000000000000000000000000000000000000000");
+    mock.assert();
+}
+
+#[test]
+fn known_is_asked_in_batches_of_a_thousand() {
+    let mut server = mockito::Server::new();
+    let swhids: Vec<String> = (0..2500).map(|i| format!("swh:1:cnt:{i:040x}")).collect();
+    let answer = |batch: &[String]| {
+        serde_json::to_string(
+            &batch
+                .iter()
+                .map(|s| (s.clone(), serde_json::json!({ "known": s.ends_with('0') })))
+                .collect::<serde_json::Map<_, _>>(),
+        )
+        .unwrap()
+    };
+    for batch in swhids.chunks(1000) {
+        server
+            .mock("POST", "/api/1/known/")
+            .match_body(mockito::Matcher::Json(serde_json::json!(batch)))
+            .with_body(answer(batch))
+            .expect(1)
+            .create();
+    }
+    let archive = client(&server, |_| {});
+    let known = runtime().block_on(archive.known(&swhids)).unwrap();
+    assert_eq!(known.len(), 2500);
+    assert_eq!(known.values().filter(|k| **k).count(), (0..2500).filter(|i| i % 16 == 0).count());
+    assert_eq!(archive.requests(), 3);
+}
+
+#[test]
+fn the_vault_is_polled_until_done_or_failed() {
+    let mut server = mockito::Server::new();
+    let dir = "swh:1:dir:0000000000000000000000000000000000000001";
+    let path = format!("/api/1/vault/flat/{dir}/");
+    server.mock("POST", path.as_str()).with_body(r#"{"status": "new"}"#).create();
+    server
+        .mock("GET", path.as_str())
+        .with_body(r#"{"status": "pending", "progress_message": "cooking"}"#)
+        .expect(2)
+        .create();
+    server.mock("GET", path.as_str()).with_body(r#"{"status": "done", "fetch_url": "/raw/"}"#).create();
+    let archive = client(&server, |_| {});
+    let task = runtime().block_on(archive.vault_wait("flat", dir, Duration::from_millis(10))).unwrap();
+    assert_eq!(task.status, "done");
+    assert_eq!(archive.requests(), 4);
+
+    let failing = "swh:1:dir:0000000000000000000000000000000000000002";
+    let path = format!("/api/1/vault/flat/{failing}/");
+    server.mock("POST", path.as_str()).with_body(r#"{"status": "pending"}"#).create();
+    server
+        .mock("GET", path.as_str())
+        .with_body(r#"{"status": "failed", "progress_message": "object too large"}"#)
+        .create();
+    let err = runtime().block_on(archive.vault_wait("flat", failing, Duration::from_millis(10))).unwrap_err();
+    assert!(err.to_string().contains("object too large"), "{err}");
+}
