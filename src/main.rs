@@ -106,8 +106,8 @@ enum HashCommand {
         /// Encoding of the NAR hash.
         #[arg(long, default_value = "sri")]
         format: Encoding,
-        /// Count a file as executable if any execute bit is set, as swh-model (`swh identify`,
-        /// SWH's loaders) does, instead of only the owner's as git and Nix do.
+        /// Count a file as executable if any execute bit is set, as `swh identify` does, instead
+        /// of only the owner's as git, Nix and the archive's loaders (which normalise modes) do.
         #[arg(long)]
         any_exec_bit: bool,
         /// Print JSON; with `--type all` it lists every file's content SWHID.

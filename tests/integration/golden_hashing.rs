@@ -18,7 +18,7 @@ use swh_bridge::hashing::{HashAlgo, nar, tree_hasher};
 use crate::reference_tools::{bridge, line, output, tool};
 use crate::trees::{TreeShape, make_tree, regular_files, temp_dir};
 
-const WITH_EMPTY_DIRS: TreeShape = TreeShape { empty_dirs: true };
+const WITH_EMPTY_DIRS: TreeShape = TreeShape { empty_dirs: true, non_utf8: true };
 
 #[test]
 fn nar_dump_is_nix_store_dump_byte_for_byte() {
@@ -164,7 +164,7 @@ fn git_write_tree(root: &Path, scratch: &Path) -> String {
 fn directory_swhid_matches_git_write_tree() {
     let tmp = temp_dir();
     let root = tmp.path().join("tree");
-    make_tree(&root, TreeShape { empty_dirs: false });
+    make_tree(&root, TreeShape { empty_dirs: false, non_utf8: true });
     let tree = git_write_tree(&root, tmp.path());
     let ours = line(bridge().args(["hash", "path", "--type", "swhid"]).arg(&root));
     assert_eq!(ours, format!("swh:1:dir:{tree}"));
@@ -188,7 +188,7 @@ fn empty_directory_is_gits_empty_tree() {
 fn one_pass_yields_nar_hash_swhid_and_every_content_id() {
     let tmp = temp_dir();
     let root = tmp.path().join("tree");
-    make_tree(&root, TreeShape { empty_dirs: false });
+    make_tree(&root, TreeShape { empty_dirs: false, non_utf8: true });
     let hashes = tree_hasher::hash_tree(&root, HashAlgo::Sha256).unwrap();
 
     assert_eq!(hashes.nar.to_nix32(), line(tool("nix-hash").args(["--type", "sha256", "--base32"]).arg(&root)));

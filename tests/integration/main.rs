@@ -3,10 +3,12 @@
 //! the tests generate; `scripts/test.sh` installs those tools.
 
 mod archive_client;
+mod archive_end_to_end;
 mod cli;
 mod golden_hashing;
 mod hostile;
 mod lister;
+mod local_archive;
 mod reference_tools;
 mod roundtrip;
 mod trees;

@@ -17,7 +17,7 @@ pub fn tool(name: &str) -> Command {
 }
 
 /// `swh` from PATH, else from the venv `scripts/test.sh` creates.
-fn swh_program() -> PathBuf {
+pub fn swh_program() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)

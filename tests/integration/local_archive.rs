@@ -1,0 +1,171 @@
+//! A real Software Heritage archive on loopback, for end-to-end tests: the storage RPC server
+//! (in memory), the web API (Django's server), and a file server the real loaders fetch from.
+//! Started once per test binary; the processes die with it (PR_SET_PDEATHSIG), so nothing
+//! outlives a test run.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::reference_tools::swh_program;
+
+pub struct LocalArchive {
+    /// The web API root, ending in `/api/1/`.
+    pub api: String,
+    files_url: String,
+    files_dir: PathBuf,
+    loader_config: PathBuf,
+    swh: PathBuf,
+}
+
+static ARCHIVE: OnceLock<LocalArchive> = OnceLock::new();
+
+/// The shared local archive, started on first use.
+pub fn local_archive() -> &'static LocalArchive {
+    ARCHIVE.get_or_init(|| {
+        // Started from a thread that never ends, because PR_SET_PDEATHSIG fires when the thread
+        // that forked dies, not the process: so the children live exactly as long as this binary.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send(LocalArchive::start()).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().unwrap()
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status}:\n{}", fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within a minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Spawns a child that gets SIGTERM when the spawning thread dies, logging to `log`.
+fn spawn(cmd: &mut Command, log: &Path) -> Child {
+    let out = fs::File::create(log).unwrap();
+    cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap_or_else(|e| {
+        panic!("failed to start {:?}: {e}; scripts/test.sh installs the SWH packages", cmd.get_program())
+    })
+}
+
+impl LocalArchive {
+    fn start() -> LocalArchive {
+        let dir = tempfile::Builder::new().prefix("swh-bridge-archive-").tempdir().unwrap().keep();
+        let swh = swh_program();
+        let venv_bin = swh.parent().unwrap().to_owned();
+        let (storage_port, web_port, files_port) = (free_port(), free_port(), free_port());
+        let storage_url = format!("http://127.0.0.1:{storage_port}/");
+        fs::write(dir.join("storage.yml"), "storage:\n  cls: memory\n  objstorage:\n    cls: memory\n").unwrap();
+        let remote = format!("storage:\n  cls: remote\n  url: {storage_url}\n");
+        fs::write(dir.join("loader.yml"), &remote).unwrap();
+        fs::write(
+            dir.join("web.yml"),
+            format!(
+                "{remote}debug: true\nsecret_key: local-test-only\ncounters_backend: swh-storage\n\
+                 development_db: {}\nswh_extra_django_apps: []\nsearch_config:\n  metadata_backend: swh-storage\n\
+                 search:\n  cls: memory\ncounters:\n  cls: memory\n",
+                dir.join("web.sqlite3").display()
+            ),
+        )
+        .unwrap();
+        let files_dir = dir.join("files");
+        fs::create_dir(&files_dir).unwrap();
+
+        let mut storage = spawn(
+            Command::new(&swh).arg("-C").arg(dir.join("storage.yml")).args([
+                "storage",
+                "rpc-serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &storage_port.to_string(),
+                "--no-debug",
+            ]),
+            &dir.join("storage.log"),
+        );
+        wait_for_port(storage_port, "the storage server", &mut storage, &dir.join("storage.log"));
+
+        let django = |args: &[&str]| {
+            let mut cmd = Command::new(venv_bin.join("django-admin"));
+            cmd.args(args)
+                .env("SWH_CONFIG_FILENAME", dir.join("web.yml"))
+                .env("DJANGO_SETTINGS_MODULE", "swh.web.settings.development");
+            cmd
+        };
+        let migrate = django(&["migrate"]).stdin(Stdio::null()).output().unwrap();
+        assert!(migrate.status.success(), "django migrate failed:\n{}", String::from_utf8_lossy(&migrate.stderr));
+        let mut web =
+            spawn(&mut django(&["runserver", &format!("127.0.0.1:{web_port}"), "--noreload"]), &dir.join("web.log"));
+        wait_for_port(web_port, "the web API", &mut web, &dir.join("web.log"));
+
+        let mut files = spawn(
+            Command::new("python3")
+                .args(["-m", "http.server", "--bind", "127.0.0.1", &files_port.to_string()])
+                .arg("--directory")
+                .arg(&files_dir),
+            &dir.join("files.log"),
+        );
+        wait_for_port(files_port, "the file server", &mut files, &dir.join("files.log"));
+        // The children are reaped by the kernel with this process; their handles are let go.
+        std::mem::forget((storage, web, files));
+
+        LocalArchive {
+            api: format!("http://127.0.0.1:{web_port}/api/1/"),
+            files_url: format!("http://127.0.0.1:{files_port}/"),
+            files_dir,
+            loader_config: dir.join("loader.yml"),
+            swh,
+        }
+    }
+
+    /// Publishes `bytes` as `name` on the file server and archives it with the real loader of
+    /// `loader` (`content` or `directory`), given its checksums (hex by algorithm) and, for
+    /// directories, the checksum layout (`standard` for a tarball's flat hash, `nar` for a NAR
+    /// hash of the unpacked top folder).
+    pub fn load(&self, loader: &str, name: &str, bytes: &[u8], checksums: &[(&str, &str)], layout: Option<&str>) {
+        // One loader at a time: the in-memory storage loses origins under concurrent visits
+        // ("Unknown origin" on origin_visit_add).
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        fs::write(self.files_dir.join(name), bytes).unwrap();
+        let checksums =
+            serde_json::to_string(&checksums.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).unwrap();
+        let mut cmd = Command::new(&self.swh);
+        cmd.args(["loader", "run", loader, &format!("{}{name}", self.files_url), &format!("checksums={checksums}")])
+            .env("SWH_CONFIG_FILENAME", &self.loader_config)
+            .stdin(Stdio::null());
+        if let Some(layout) = layout {
+            cmd.arg(format!("checksum_layout={layout}"));
+        }
+        let out = cmd.output().unwrap();
+        let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && log.contains("'status': 'eventful'"),
+            "the {loader} loader failed on {name}:\n{log}"
+        );
+    }
+}
