@@ -38,6 +38,36 @@ enum Command {
     /// Check, compare and count sources.json files (nixpkgs-swh's or Guix's).
     #[command(subcommand)]
     Sources(SourcesCommand),
+    /// Get a source back by its hash, from its URLs or from Software Heritage, verified.
+    Fetch(FetchArgs),
+}
+
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// The hash: SRI, `algo:…`, or bare with --algo.
+    hash: String,
+    #[arg(long, value_enum, default_value_t = FetchMode::Flat)]
+    mode: FetchMode,
+    /// Algorithm of a bare hash.
+    #[arg(long)]
+    algo: Option<HashAlgo>,
+    /// Upstream URLs to try first (repeatable).
+    #[arg(long = "url")]
+    urls: Vec<String>,
+    /// Where to put the file or tree; it must not exist.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The archive's API root.
+    #[arg(long, env = "SWH_BRIDGE_ARCHIVE", default_value = swh_bridge::archive::PUBLIC_API)]
+    archive: url::Url,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FetchMode {
+    /// The hash of the file's bytes (fetchurl).
+    Flat,
+    /// The NAR hash of a tree (fetchzip, fetchgit, …).
+    Recursive,
 }
 
 #[derive(clap::Args)]
@@ -244,6 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(())
         }),
         Command::List(args) => list(args),
+        Command::Fetch(args) => fetch(args),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
             nar::dump_path(&path, io::stdout().lock()).with_context(|| format!("failed to dump {}", path.display()))?;
@@ -489,4 +520,27 @@ fn write_atomically(path: &std::path::Path, write: impl FnOnce(&mut dyn Write) -
     }
     temp.persist(path).with_context(|| format!("failed to write {}", path.display()))?;
     Ok(())
+}
+
+fn fetch(args: FetchArgs) -> Result<ExitCode> {
+    use swh_bridge::archive::{ArchiveClient, ClientConfig};
+    use swh_bridge::fallback::{Fetcher, Mode};
+
+    let hash = Hash::parse(&args.hash, args.algo)?;
+    let mode = match args.mode {
+        FetchMode::Flat => Mode::Flat,
+        FetchMode::Recursive => Mode::Recursive,
+    };
+    let fetcher = Fetcher::new(ArchiveClient::new(ClientConfig::for_api(args.archive)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime
+        .block_on(fetcher.fetch(&hash, mode, &args.urls, &args.output))
+        .with_context(|| format!("failed to fetch {hash}"))?;
+    eprintln!(
+        "fetched {hash} from {} to {} ({} archive requests)",
+        report.origin,
+        args.output.display(),
+        report.archive_requests
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -160,3 +160,23 @@ fn the_vault_is_polled_until_done_or_failed() {
     let err = runtime().block_on(archive.vault_wait("flat", failing, Duration::from_millis(10))).unwrap_err();
     assert!(err.to_string().contains("object too large"), "{err}");
 }
+
+#[test]
+fn wrong_bytes_from_the_archive_are_never_written() {
+    let mut server = mockito::Server::new();
+    let hex = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // sha256 of "hello"
+    server.mock("GET", format!("/api/1/content/sha256:{hex}/").as_str()).with_body(
+        r#"{"checksums": {"sha1_git": "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"}, "length": 5, "status": "visible"}"#,
+    ).create();
+    server.mock("GET", format!("/api/1/content/sha256:{hex}/raw/").as_str()).with_body("HELLO").create();
+    let tmp = crate::trees::temp_dir();
+    let out = tmp.path().join("hello");
+    let fetcher = swh_bridge::fallback::Fetcher::new(client(&server, |_| {}));
+    let hash = swh_bridge::hashing::Hash::parse(hex, Some(swh_bridge::hashing::HashAlgo::Sha256)).unwrap();
+    let err = runtime().block_on(fetcher.fetch(&hash, swh_bridge::fallback::Mode::Flat, &[], &out)).unwrap_err();
+    assert!(
+        err.to_string().starts_with("refusing what archive swh:1:cnt:b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0 gave"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing is left behind");
+}

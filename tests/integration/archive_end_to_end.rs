@@ -91,3 +91,60 @@ fn tarballs_are_archived_unpacked_under_nar_and_flat_extids() {
     assert_eq!(listing.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["pkg-1.0"]);
     assert_eq!(listing[0].kind, "dir");
 }
+
+fn fetch(args: &[&str], out: &std::path::Path) -> std::process::Output {
+    let mut cmd = crate::reference_tools::bridge();
+    cmd.arg("fetch").args(args).arg("-o").arg(out).arg("--archive").arg(&local_archive().api);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn fetch_recovers_files_and_trees_and_explains_what_it_cannot() {
+    let archive = local_archive();
+    let tmp = temp_dir();
+
+    // A flat file archived as a content.
+    let bytes = b"recover me byte for byte\n".to_vec();
+    let hex = sha256_hex(&bytes);
+    archive.load("content", "recover-me.txt", &bytes, &[("sha256", &hex)], None);
+    let sri = line(tool("nix").args(["hash", "to-sri", "--type", "sha256", &hex]));
+    let out = tmp.path().join("recover-me.txt");
+    let result = fetch(&[&sri], &out);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(fs::read(&out).unwrap(), bytes);
+    assert!(String::from_utf8_lossy(&result.stderr).contains("from archive swh:1:cnt:"));
+
+    // A fetchzip-style tree, archived by the directory loader with its NAR hash.
+    let top = tmp.path().join("tree-2.0");
+    make_tree(&top, TreeShape { empty_dirs: true, non_utf8: false });
+    let tarball = output(tool("tar").arg("-C").arg(tmp.path()).args(["-czf", "-", "tree-2.0"]));
+    let nar_hex = line(tool("nix-hash").args(["--type", "sha256"]).arg(&top));
+    archive.load("directory", "tree-2.0.tar.gz", &tarball, &[("sha256", &nar_hex)], Some("nar"));
+    let out = tmp.path().join("fetched-tree");
+    let result = fetch(&["--mode", "recursive", "--algo", "sha256", &nar_hex], &out);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(line(tool("nix-hash").args(["--type", "sha256"]).arg(&out)), nar_hex);
+
+    // The same tarball with its flat hash: archived only unpacked, so it needs a recipe...
+    let flat_hex = sha256_hex(&tarball);
+    archive.load("directory", "tree-2.0-flat.tar.gz", &tarball, &[("sha256", &flat_hex)], None);
+    let out = tmp.path().join("tree-2.0.tar.gz");
+    let result = fetch(&["--algo", "sha256", &flat_hex], &out);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("archived only as the unpacked directory swh:1:dir:") && stderr.contains("recipe"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    // ...unless an upstream URL still answers, which is tried first.
+    let url = format!("{}tree-2.0-flat.tar.gz", archive.files_url);
+    let result = fetch(&["--algo", "sha256", &flat_hex, "--url", &url], &out);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("(0 archive requests)"));
+    assert_eq!(fs::read(&out).unwrap(), tarball);
+
+    // Never archived.
+    let result = fetch(&[&format!("sha256:{}", sha256_hex(b"nobody has this"))], &tmp.path().join("none"));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("is not in the archive"));
+}

@@ -16,7 +16,7 @@ use crate::reference_tools::swh_program;
 pub struct LocalArchive {
     /// The web API root, ending in `/api/1/`.
     pub api: String,
-    files_url: String,
+    pub files_url: String,
     files_dir: PathBuf,
     loader_config: PathBuf,
     swh: PathBuf,
