@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::archive::{ApiError, ArchiveClient};
 use crate::hashing::tree::TreeError;
-use crate::hashing::tree::disk::{Restorer, rename_no_replace};
+use crate::hashing::tree::disk::{Restorer, parent_dir, rename_no_replace, staging_dir_beside};
 use crate::hashing::tree::memory::Node;
 use crate::hashing::{Hash, Hasher};
 
@@ -238,11 +238,7 @@ async fn write_verified(
     out: &Path,
 ) -> Result<(), FetchError> {
     let write_error = |source| FetchError::Write { path: out.to_owned(), source };
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
+    let mut temp = tempfile::NamedTempFile::new_in(parent_dir(out)).map_err(write_error)?;
     let mut hasher: Hasher = expected.algo().hasher();
     while let Some(chunk) =
         response.chunk().await.map_err(|source| FetchError::Download { url: origin.to_owned(), source })?
@@ -265,14 +261,7 @@ async fn write_verified(
 /// Restores `node` beside `out` and renames it into place.
 fn write_tree(node: &Node, out: &Path, swhid: &str) -> Result<(), FetchError> {
     let tree_error = |source| FetchError::Tree { swhid: swhid.to_owned(), source };
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let staging = tempfile::Builder::new()
-        .prefix(".swh-bridge-fetch-")
-        .tempdir_in(dir)
-        .map_err(|source| FetchError::Write { path: out.to_owned(), source })?;
+    let staging = staging_dir_beside(out).map_err(|source| FetchError::Write { path: out.to_owned(), source })?;
     let staged = staging.path().join("tree");
     node.visit(&mut Restorer::new(&staged)).map_err(tree_error)?;
     rename_no_replace(&staged, out).map_err(|source| FetchError::Write { path: out.to_owned(), source })?;

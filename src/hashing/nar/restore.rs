@@ -2,7 +2,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::parse_with_limits;
-use crate::hashing::tree::disk::{Restorer, rename_no_replace};
+use crate::hashing::tree::disk::{Restorer, rename_no_replace, staging_dir_beside};
 use crate::hashing::tree::{Limits, TreeError};
 use crate::hashing::{Hash, HashAlgo, Hasher};
 
@@ -25,14 +25,7 @@ pub fn restore(reader: impl Read, dest: &Path, expected: Option<&Hash>, limits: 
     if dest.symlink_metadata().is_ok() {
         return Err(TreeError::DestinationExists { path: dest.to_owned() });
     }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let staging = tempfile::Builder::new()
-        .prefix(".swh-bridge-restore-")
-        .tempdir_in(parent)
-        .map_err(|source| TreeError::Write { path: parent.to_owned(), source })?;
+    let staging = staging_dir_beside(dest).map_err(|source| TreeError::Write { path: dest.to_owned(), source })?;
     let staged = staging.path().join("tree");
 
     let algo = expected.map_or(HashAlgo::Sha256, Hash::algo);

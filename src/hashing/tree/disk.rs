@@ -325,6 +325,21 @@ impl TreeSink for Restorer {
     }
 }
 
+/// The directory `path` will be in (`.` for a bare file name): where to stage what is written
+/// to `path`, so that the final rename stays within one file system.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary directory beside `path`, removed when dropped, to build a tree in before it is
+/// renamed to `path`.
+pub fn staging_dir_beside(path: &Path) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix(".swh-bridge-staging-").tempdir_in(parent_dir(path))
+}
+
 /// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything at `to`
 /// (`rename(2)` would silently replace a file or an empty directory).
 pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
