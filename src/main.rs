@@ -60,6 +60,9 @@ struct FetchArgs {
     /// The archive's API root.
     #[arg(long, env = "SWH_BRIDGE_ARCHIVE", default_value = swh_bridge::archive::PUBLIC_API)]
     archive: url::Url,
+    /// Where the cache lives [default: $XDG_DATA_HOME/swh-bridge].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -531,7 +534,9 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
         FetchMode::Flat => Mode::Flat,
         FetchMode::Recursive => Mode::Recursive,
     };
-    let fetcher = Fetcher::new(ArchiveClient::new(ClientConfig::for_api(args.archive)));
+    let data_dir = args.data_dir.unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir);
+    let fetcher = Fetcher::new(ArchiveClient::new(ClientConfig::for_api(args.archive)))
+        .with_cache(swh_bridge::fallback::Cache::new(&data_dir));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let report = runtime
         .block_on(fetcher.fetch(&hash, mode, &args.urls, &args.output))

@@ -2,7 +2,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::cache::{Cache, write_file_atomically};
 use crate::archive::{ApiError, ArchiveClient};
+use crate::hashing::nar;
+use crate::hashing::tree::Limits;
 use crate::hashing::tree::TreeError;
 use crate::hashing::tree::disk::{Restorer, parent_dir, rename_no_replace, staging_dir_beside};
 use crate::hashing::tree::memory::Node;
@@ -69,6 +72,7 @@ pub enum FetchError {
 pub struct Fetcher {
     archive: Arc<ArchiveClient>,
     http: reqwest::Client,
+    cache: Option<Cache>,
 }
 
 /// Contents downloaded at once while rebuilding a tree.
@@ -76,7 +80,13 @@ const PARALLEL_DOWNLOADS: usize = 8;
 
 impl Fetcher {
     pub fn new(archive: ArchiveClient) -> Fetcher {
-        Fetcher { archive: Arc::new(archive), http: reqwest::Client::new() }
+        Fetcher { archive: Arc::new(archive), http: reqwest::Client::new(), cache: None }
+    }
+
+    /// Looks in `cache` first, and keeps there what it fetches.
+    pub fn with_cache(mut self, cache: Cache) -> Fetcher {
+        self.cache = Some(cache);
+        self
     }
 
     /// Fetches the source with hash `hash` (flat or NAR, per `mode`) to `out`, which must not
@@ -88,18 +98,65 @@ impl Fetcher {
         }
         let before = self.archive.requests();
         let report = |origin: String| FetchReport { origin, archive_requests: self.archive.requests() - before };
+        if self.hand_over_cached(hash, mode, out)? {
+            return Ok(report("cache".into()));
+        }
+        let mut origin = None;
         if mode == Mode::Flat {
             for url in urls {
                 if self.flat_from_url(hash, url, out).await.is_ok() {
-                    return Ok(report(format!("upstream {url}")));
+                    origin = Some(format!("upstream {url}"));
+                    break;
                 }
             }
         }
-        let origin = match mode {
-            Mode::Flat => self.flat_from_archive(hash, out).await?,
-            Mode::Recursive => self.tree_from_archive(hash, out).await?,
+        let origin = match (origin, mode) {
+            (Some(origin), _) => origin,
+            (None, Mode::Flat) => self.flat_from_archive(hash, out).await?,
+            (None, Mode::Recursive) => self.tree_from_archive(hash, out).await?,
         };
+        self.keep(hash, mode, out);
         Ok(report(origin))
+    }
+
+    /// Hands over a cached copy, verified again: a file by its hash, a tree by restoring its NAR
+    /// against the hash.
+    fn hand_over_cached(&self, hash: &Hash, mode: Mode, out: &Path) -> Result<bool, FetchError> {
+        let Some(bytes) = self.cache.as_ref().and_then(|cache| cache.get(hash, mode)) else { return Ok(false) };
+        let write_error = |source| FetchError::Write { path: out.to_owned(), source };
+        match mode {
+            Mode::Flat => {
+                let mut hasher = hash.algo().hasher();
+                hasher.update(&bytes);
+                if hasher.finish() != *hash {
+                    return Ok(false);
+                }
+                write_file_atomically(&bytes, out).map_err(write_error)?;
+            }
+            Mode::Recursive => {
+                if nar::restore(&bytes[..], out, Some(hash), Limits::default()).is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stores a fetched source in the cache; a cache that cannot be written is no reason to fail.
+    fn keep(&self, hash: &Hash, mode: Mode, out: &Path) {
+        let Some(cache) = &self.cache else { return };
+        let stored = match mode {
+            Mode::Flat => std::fs::File::open(out).and_then(|file| cache.put(hash, mode, file)),
+            Mode::Recursive => {
+                let mut bytes = Vec::new();
+                nar::dump_path(out, &mut bytes)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| cache.put(hash, mode, &bytes[..]))
+            }
+        };
+        if let Err(err) = stored {
+            eprintln!("warning: failed to keep {hash} in the cache: {err}");
+        }
     }
 
     async fn flat_from_url(&self, hash: &Hash, url: &str, out: &Path) -> Result<(), FetchError> {

@@ -9,6 +9,8 @@
 //! - a NAR-hashed tree is a directory named by the ExtID `nar-<algo>`, rebuilt here by walking it
 //!   through the API and checked by NAR-hashing the result.
 
+mod cache;
 mod fetch;
 
+pub use cache::Cache;
 pub use fetch::{FetchError, FetchReport, Fetcher, Mode};

@@ -92,9 +92,10 @@ fn tarballs_are_archived_unpacked_under_nar_and_flat_extids() {
     assert_eq!(listing[0].kind, "dir");
 }
 
-fn fetch(args: &[&str], out: &std::path::Path) -> std::process::Output {
+fn fetch_with_cache(args: &[&str], out: &std::path::Path, data_dir: &std::path::Path) -> std::process::Output {
     let mut cmd = crate::reference_tools::bridge();
     cmd.arg("fetch").args(args).arg("-o").arg(out).arg("--archive").arg(&local_archive().api);
+    cmd.arg("--data-dir").arg(data_dir);
     cmd.output().unwrap()
 }
 
@@ -102,6 +103,8 @@ fn fetch(args: &[&str], out: &std::path::Path) -> std::process::Output {
 fn fetch_recovers_files_and_trees_and_explains_what_it_cannot() {
     let archive = local_archive();
     let tmp = temp_dir();
+    let data_dir = tmp.path().join("data");
+    let fetch = |args: &[&str], out: &std::path::Path| fetch_with_cache(args, out, &data_dir);
 
     // A flat file archived as a content.
     let bytes = b"recover me byte for byte\n".to_vec();
@@ -113,6 +116,25 @@ fn fetch_recovers_files_and_trees_and_explains_what_it_cannot() {
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert_eq!(fs::read(&out).unwrap(), bytes);
     assert!(String::from_utf8_lossy(&result.stderr).contains("from archive swh:1:cnt:"));
+    // Again: from the cache, without a request; and a damaged cache entry is fetched anew.
+    let again = tmp.path().join("again.txt");
+    let result = fetch(&[&sri], &again);
+    assert!(
+        String::from_utf8_lossy(&result.stderr).contains("from cache to"),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(String::from_utf8_lossy(&result.stderr).contains("(0 archive requests)"));
+    assert_eq!(fs::read(&again).unwrap(), bytes);
+    fs::write(data_dir.join("cache/sha256").join(&hex), b"damaged").unwrap();
+    let third = tmp.path().join("third.txt");
+    let result = fetch(&[&sri], &third);
+    assert!(
+        String::from_utf8_lossy(&result.stderr).contains("from archive"),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(fs::read(&third).unwrap(), bytes);
 
     // A fetchzip-style tree, archived by the directory loader with its NAR hash.
     let top = tmp.path().join("tree-2.0");
@@ -124,6 +146,14 @@ fn fetch_recovers_files_and_trees_and_explains_what_it_cannot() {
     let result = fetch(&["--mode", "recursive", "--algo", "sha256", &nar_hex], &out);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert_eq!(line(tool("nix-hash").args(["--type", "sha256"]).arg(&out)), nar_hex);
+    let again = tmp.path().join("fetched-tree-again");
+    let result = fetch(&["--mode", "recursive", "--algo", "sha256", &nar_hex], &again);
+    assert!(
+        String::from_utf8_lossy(&result.stderr).contains("from cache to"),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(line(tool("nix-hash").args(["--type", "sha256"]).arg(&again)), nar_hex);
 
     // The same tarball with its flat hash: archived only unpacked, so it needs a recipe...
     let flat_hex = sha256_hex(&tarball);

@@ -1,0 +1,92 @@
+//! A local content-addressed cache of fetched sources, so that fetching the same source again
+//! asks nobody.
+//!
+//! Layout under the data directory: `cache/<algo>/<hex>` holds a flat file, `cache/nar-<algo>/<hex>`
+//! the NAR of a tree; beside each, `<hex>.blake3` holds the BLAKE3 of the stored bytes, taken when
+//! they were stored (after their Nix hash was verified). A read recomputes the BLAKE3 (fast) and
+//! treats a mismatch as a miss, so a damaged entry is fetched again rather than handed over.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::hashing::Hash;
+use crate::hashing::tree::disk::{parent_dir, rename_no_replace};
+
+use super::Mode;
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// The cache under `data_dir`.
+    pub fn new(data_dir: &Path) -> Cache {
+        Cache { root: data_dir.join("cache") }
+    }
+
+    /// The default data directory: `$XDG_DATA_HOME/swh-bridge`, else `~/.local/share/swh-bridge`.
+    pub fn default_data_dir() -> PathBuf {
+        match std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("swh-bridge"),
+            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share/swh-bridge"),
+        }
+    }
+
+    fn entry(&self, hash: &Hash, mode: Mode) -> PathBuf {
+        let kind = match mode {
+            Mode::Flat => hash.algo().name().to_owned(),
+            Mode::Recursive => format!("nar-{}", hash.algo()),
+        };
+        self.root.join(kind).join(hash.to_hex())
+    }
+
+    /// The stored bytes (a file, or a NAR), if present and intact.
+    pub fn get(&self, hash: &Hash, mode: Mode) -> Option<Vec<u8>> {
+        let path = self.entry(hash, mode);
+        let bytes = fs::read(&path).ok()?;
+        let recorded = fs::read_to_string(blake3_path(&path)).ok()?;
+        (blake3::hash(&bytes).to_hex().as_str() == recorded.trim()).then_some(bytes)
+    }
+
+    /// Stores verified bytes (the file itself, or a tree's NAR) from `reader`.
+    pub fn put(&self, hash: &Hash, mode: Mode, mut reader: impl Read) -> io::Result<()> {
+        let path = self.entry(hash, mode);
+        fs::create_dir_all(parent_dir(&path))?;
+        let mut temp = tempfile::NamedTempFile::new_in(parent_dir(&path))?;
+        let mut blake = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            blake.update(&buf[..n]);
+            temp.write_all(&buf[..n])?;
+        }
+        fs::write(blake3_path(&path), blake.finalize().to_hex().as_str())?;
+        match temp.persist_noclobber(&path) {
+            Ok(_) => Ok(()),
+            // Another fetch stored the same bytes first.
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e.error),
+        }
+    }
+}
+
+fn blake3_path(entry: &Path) -> PathBuf {
+    let mut name = entry.file_name().unwrap_or_default().to_owned();
+    name.push(".blake3");
+    entry.with_file_name(name)
+}
+
+/// Copies `bytes` to `out` through a temporary file and a no-replace rename.
+pub(crate) fn write_file_atomically(bytes: &[u8], out: &Path) -> io::Result<()> {
+    let mut temp = tempfile::NamedTempFile::new_in(parent_dir(out))?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    let temp_path = temp.into_temp_path();
+    rename_no_replace(&temp_path, out)?;
+    std::mem::forget(temp_path);
+    Ok(())
+}
