@@ -60,6 +60,10 @@ struct FetchArgs {
     /// The archive's API root.
     #[arg(long, env = "SWH_BRIDGE_ARCHIVE", default_value = swh_bridge::archive::PUBLIC_API)]
     archive: url::Url,
+    /// For --mode recursive of a git checkout: its full commit id, looked up when no ExtID maps
+    /// the hash.
+    #[arg(long)]
+    git_commit: Option<String>,
     /// Where the cache lives [default: $XDG_DATA_HOME/swh-bridge].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -538,9 +542,14 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
     let fetcher = Fetcher::new(ArchiveClient::new(ClientConfig::for_api(args.archive)))
         .with_cache(swh_bridge::fallback::Cache::new(&data_dir));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let report = runtime
-        .block_on(fetcher.fetch(&hash, mode, &args.urls, &args.output))
-        .with_context(|| format!("failed to fetch {hash}"))?;
+    let request = swh_bridge::fallback::FetchRequest {
+        hash: &hash,
+        mode,
+        urls: &args.urls,
+        git_commit: args.git_commit.as_deref(),
+    };
+    let report =
+        runtime.block_on(fetcher.fetch(&request, &args.output)).with_context(|| format!("failed to fetch {hash}"))?;
     eprintln!(
         "fetched {hash} from {} to {} ({} archive requests)",
         report.origin,

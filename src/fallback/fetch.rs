@@ -20,6 +20,19 @@ pub enum Mode {
     Recursive,
 }
 
+/// What to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    pub hash: &'a Hash,
+    pub mode: Mode,
+    /// Upstream URLs to try before the archive (flat hashes only: the tree of a NAR hash is
+    /// what some fetcher made of the download).
+    pub urls: &'a [String],
+    /// For a tree fetched from git: the commit, whose tree the archive has if it archived the
+    /// repository, even where no ExtID maps the NAR hash.
+    pub git_commit: Option<&'a str>,
+}
+
 /// Where a fetched source came from, and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchReport {
@@ -92,7 +105,8 @@ impl Fetcher {
     /// Fetches the source with hash `hash` (flat or NAR, per `mode`) to `out`, which must not
     /// exist: from `urls` first, then from the archive. Nothing is written to `out` unless it
     /// has the requested hash.
-    pub async fn fetch(&self, hash: &Hash, mode: Mode, urls: &[String], out: &Path) -> Result<FetchReport, FetchError> {
+    pub async fn fetch(&self, request: &FetchRequest<'_>, out: &Path) -> Result<FetchReport, FetchError> {
+        let FetchRequest { hash, mode, urls, git_commit } = *request;
         if out.symlink_metadata().is_ok() {
             return Err(FetchError::Exists { path: out.to_owned() });
         }
@@ -113,7 +127,7 @@ impl Fetcher {
         let origin = match (origin, mode) {
             (Some(origin), _) => origin,
             (None, Mode::Flat) => self.flat_from_archive(hash, out).await?,
-            (None, Mode::Recursive) => self.tree_from_archive(hash, out).await?,
+            (None, Mode::Recursive) => self.tree_from_archive(hash, git_commit, out).await?,
         };
         self.keep(hash, mode, out);
         Ok(report(origin))
@@ -199,13 +213,20 @@ impl Fetcher {
 
     /// A NAR-hashed tree from the archive: the `nar-<algo>` ExtID's directory, walked through
     /// the API, rebuilt, NAR-hashed, and only then written.
-    async fn tree_from_archive(&self, hash: &Hash, out: &Path) -> Result<String, FetchError> {
+    async fn tree_from_archive(&self, hash: &Hash, git_commit: Option<&str>, out: &Path) -> Result<String, FetchError> {
         let algo = hash.algo().name();
-        let extid = match self.archive.extid(&format!("nar-{algo}"), hash.digest()).await {
-            Err(ApiError::NotFound { .. }) => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
-            other => other?,
+        let swhid = match (self.archive.extid(&format!("nar-{algo}"), hash.digest()).await, git_commit) {
+            (Ok(extid), _) => extid.target,
+            (Err(ApiError::NotFound { .. }), Some(commit)) => {
+                let revision = match self.archive.revision(commit).await {
+                    Err(ApiError::NotFound { .. }) => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
+                    other => other?,
+                };
+                format!("swh:1:dir:{}", revision.directory)
+            }
+            (Err(ApiError::NotFound { .. }), None) => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
+            (Err(err), _) => return Err(err.into()),
         };
-        let swhid = extid.target.clone();
         let origin = format!("archive {swhid}");
         let node = match swhid.strip_prefix("swh:1:dir:") {
             Some(sha1_git) => self.rebuild_directory(sha1_git, &swhid).await?,

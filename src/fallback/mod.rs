@@ -7,10 +7,12 @@
 //! - a tarball with a flat hash is kept unpacked: its `checksum-<algo>` ExtID names a directory,
 //!   from which the exact tarball cannot be rebuilt without a recipe;
 //! - a NAR-hashed tree is a directory named by the ExtID `nar-<algo>`, rebuilt here by walking it
-//!   through the API and checked by NAR-hashing the result.
+//!   through the API and checked by NAR-hashing the result;
+//! - a tree fetched from git is also the root directory of its commit, whose id is the git
+//!   commit id (`swh:1:rev:`), if the repository itself was archived.
 
 mod cache;
 mod fetch;
 
 pub use cache::Cache;
-pub use fetch::{FetchError, FetchReport, Fetcher, Mode};
+pub use fetch::{FetchError, FetchReport, FetchRequest, Fetcher, Mode};

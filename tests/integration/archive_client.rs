@@ -173,10 +173,63 @@ fn wrong_bytes_from_the_archive_are_never_written() {
     let out = tmp.path().join("hello");
     let fetcher = swh_bridge::fallback::Fetcher::new(client(&server, |_| {}));
     let hash = swh_bridge::hashing::Hash::parse(hex, Some(swh_bridge::hashing::HashAlgo::Sha256)).unwrap();
-    let err = runtime().block_on(fetcher.fetch(&hash, swh_bridge::fallback::Mode::Flat, &[], &out)).unwrap_err();
+    let request = swh_bridge::fallback::FetchRequest {
+        hash: &hash,
+        mode: swh_bridge::fallback::Mode::Flat,
+        urls: &[],
+        git_commit: None,
+    };
+    let err = runtime().block_on(fetcher.fetch(&request, &out)).unwrap_err();
     assert!(
         err.to_string().starts_with("refusing what archive swh:1:cnt:b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0 gave"),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing is left behind");
+}
+
+#[test]
+fn a_git_tree_is_found_through_its_commit_when_no_extid_maps_it() {
+    let tmp = crate::trees::temp_dir();
+    let reference = tmp.path().join("reference");
+    std::fs::create_dir(&reference).unwrap();
+    std::fs::write(reference.join("f"), b"hi\n").unwrap();
+    let nar_hex = crate::reference_tools::line(
+        crate::reference_tools::tool("nix-hash").args(["--type", "sha256"]).arg(&reference),
+    );
+
+    let mut server = mockito::Server::new();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    server
+        .mock("GET", format!("/api/1/extid/nar-sha256/hex:{nar_hex}/").as_str())
+        .match_query(mockito::Matcher::Any)
+        .with_status(404)
+        .create();
+    server
+        .mock("GET", format!("/api/1/revision/{commit}/").as_str())
+        .with_body(format!(r#"{{"id": "{commit}", "directory": "d1"}}"#))
+        .create();
+    server
+        .mock("GET", "/api/1/directory/d1/")
+        .with_body(
+            r#"[{"name": "f", "type": "file", "perms": 33188, "target": "t1", "length": 3, "status": "visible"}]"#,
+        )
+        .create();
+    server.mock("GET", "/api/1/content/sha1_git:t1/raw/").with_body("hi\n").create();
+
+    let fetcher = swh_bridge::fallback::Fetcher::new(client(&server, |_| {}));
+    let hash = swh_bridge::hashing::Hash::parse(&nar_hex, Some(swh_bridge::hashing::HashAlgo::Sha256)).unwrap();
+    let out = tmp.path().join("checkout");
+    let request = swh_bridge::fallback::FetchRequest {
+        hash: &hash,
+        mode: swh_bridge::fallback::Mode::Recursive,
+        urls: &[],
+        git_commit: Some(commit),
+    };
+    let report = runtime().block_on(fetcher.fetch(&request, &out)).unwrap();
+    assert_eq!(report.origin, "archive swh:1:dir:d1");
+    assert_eq!(std::fs::read(out.join("f")).unwrap(), b"hi\n");
+
+    let without = swh_bridge::fallback::FetchRequest { git_commit: None, ..request };
+    let err = runtime().block_on(fetcher.fetch(&without, &tmp.path().join("other"))).unwrap_err();
+    assert!(err.to_string().contains("is not in the archive"), "{err}");
 }
