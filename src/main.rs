@@ -54,6 +54,9 @@ struct FetchArgs {
     /// Upstream URLs to try first (repeatable).
     #[arg(long = "url")]
     urls: Vec<String>,
+    /// Hashed mirrors to try next, as Nix's `hashed-mirrors` (repeatable).
+    #[arg(long = "hashed-mirror")]
+    hashed_mirrors: Vec<String>,
     /// Where to put the file or tree; it must not exist.
     #[arg(short, long)]
     output: PathBuf,
@@ -547,6 +550,7 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
         mode,
         urls: &args.urls,
         git_commit: args.git_commit.as_deref(),
+        hashed_mirrors: &args.hashed_mirrors,
     };
     let report =
         runtime.block_on(fetcher.fetch(&request, &args.output)).with_context(|| format!("failed to fetch {hash}"))?;

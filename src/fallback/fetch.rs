@@ -31,6 +31,9 @@ pub struct FetchRequest<'a> {
     /// For a tree fetched from git: the commit, whose tree the archive has if it archived the
     /// repository, even where no ExtID maps the NAR hash.
     pub git_commit: Option<&'a str>,
+    /// Hashed mirrors (Nix's `hashed-mirrors`), asked as `<mirror>/<algo>/<hex>` after the
+    /// upstream URLs (flat hashes only, as Nix does).
+    pub hashed_mirrors: &'a [String],
 }
 
 /// Where a fetched source came from, and what it cost.
@@ -106,7 +109,7 @@ impl Fetcher {
     /// exist: from `urls` first, then from the archive. Nothing is written to `out` unless it
     /// has the requested hash.
     pub async fn fetch(&self, request: &FetchRequest<'_>, out: &Path) -> Result<FetchReport, FetchError> {
-        let FetchRequest { hash, mode, urls, git_commit } = *request;
+        let FetchRequest { hash, mode, urls, git_commit, hashed_mirrors } = *request;
         if out.symlink_metadata().is_ok() {
             return Err(FetchError::Exists { path: out.to_owned() });
         }
@@ -117,9 +120,12 @@ impl Fetcher {
         }
         let mut origin = None;
         if mode == Mode::Flat {
-            for url in urls {
-                if self.flat_from_url(hash, url, out).await.is_ok() {
-                    origin = Some(format!("upstream {url}"));
+            let mirrored = hashed_mirrors
+                .iter()
+                .map(|mirror| format!("{}/{}/{}", mirror.trim_end_matches('/'), hash.algo(), hash.to_hex()));
+            for (kind, url) in urls.iter().map(|u| ("upstream", u.clone())).chain(mirrored.map(|u| ("mirror", u))) {
+                if self.flat_from_url(hash, &url, out).await.is_ok() {
+                    origin = Some(format!("{kind} {url}"));
                     break;
                 }
             }

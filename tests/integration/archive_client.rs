@@ -178,6 +178,7 @@ fn wrong_bytes_from_the_archive_are_never_written() {
         mode: swh_bridge::fallback::Mode::Flat,
         urls: &[],
         git_commit: None,
+        hashed_mirrors: &[],
     };
     let err = runtime().block_on(fetcher.fetch(&request, &out)).unwrap_err();
     assert!(
@@ -224,6 +225,7 @@ fn a_git_tree_is_found_through_its_commit_when_no_extid_maps_it() {
         mode: swh_bridge::fallback::Mode::Recursive,
         urls: &[],
         git_commit: Some(commit),
+        hashed_mirrors: &[],
     };
     let report = runtime().block_on(fetcher.fetch(&request, &out)).unwrap();
     assert_eq!(report.origin, "archive swh:1:dir:d1");

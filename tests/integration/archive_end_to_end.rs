@@ -173,6 +173,22 @@ fn fetch_recovers_files_and_trees_and_explains_what_it_cannot() {
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert!(String::from_utf8_lossy(&result.stderr).contains("(0 archive requests)"));
     assert_eq!(fs::read(&out).unwrap(), tarball);
+    // ...or a hashed mirror has it under <algo>/<hex>, after a dead upstream URL.
+    let mirror_dir = archive.files_dir.join("mirror/sha256");
+    fs::create_dir_all(&mirror_dir).unwrap();
+    fs::write(mirror_dir.join(&flat_hex), &tarball).unwrap();
+    let mirrored = tmp.path().join("mirrored.tar.gz");
+    let fresh_cache = tmp.path().join("fresh-data");
+    let mirror = format!("{}mirror", archive.files_url);
+    let dead = format!("{}no-such-file.tar.gz", archive.files_url);
+    let result = fetch_with_cache(
+        &["--algo", "sha256", &flat_hex, "--url", &dead, "--hashed-mirror", &mirror],
+        &mirrored,
+        &fresh_cache,
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains(&format!("from mirror {mirror}/sha256/{flat_hex}")), "{stderr}");
+    assert_eq!(fs::read(&mirrored).unwrap(), tarball);
 
     // Never archived.
     let result = fetch(&[&format!("sha256:{}", sha256_hex(b"nobody has this"))], &tmp.path().join("none"));

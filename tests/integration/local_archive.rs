@@ -17,7 +17,7 @@ pub struct LocalArchive {
     /// The web API root, ending in `/api/1/`.
     pub api: String,
     pub files_url: String,
-    files_dir: PathBuf,
+    pub files_dir: PathBuf,
     loader_config: PathBuf,
     swh: PathBuf,
 }
