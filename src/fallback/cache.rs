@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::hashing::Hash;
-use crate::hashing::tree::disk::{parent_dir, rename_no_replace};
+use crate::hashing::tree::disk::{parent_dir, persist_no_replace};
 
 use super::Mode;
 
@@ -84,9 +84,5 @@ fn blake3_path(entry: &Path) -> PathBuf {
 pub(crate) fn write_file_atomically(bytes: &[u8], out: &Path) -> io::Result<()> {
     let mut temp = tempfile::NamedTempFile::new_in(parent_dir(out))?;
     temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    let temp_path = temp.into_temp_path();
-    rename_no_replace(&temp_path, out)?;
-    std::mem::forget(temp_path);
-    Ok(())
+    persist_no_replace(temp, out)
 }

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use super::cache::{Cache, write_file_atomically};
 use crate::archive::{ApiError, ArchiveClient};
-use crate::hashing::nar;
+use crate::hashing::nar::{self, NarWriter};
 use crate::hashing::tree::Limits;
 use crate::hashing::tree::TreeError;
-use crate::hashing::tree::disk::{Restorer, parent_dir, rename_no_replace, staging_dir_beside};
+use crate::hashing::tree::disk::{Restorer, parent_dir, persist_no_replace, rename_no_replace, staging_dir_beside};
 use crate::hashing::tree::memory::Node;
 use crate::hashing::{Hash, Hasher};
 
@@ -131,11 +131,21 @@ impl Fetcher {
             }
         }
         let origin = match (origin, mode) {
-            (Some(origin), _) => origin,
-            (None, Mode::Flat) => self.flat_from_archive(hash, out).await?,
-            (None, Mode::Recursive) => self.tree_from_archive(hash, git_commit, out).await?,
+            (Some(origin), _) => {
+                self.keep_file(hash, out);
+                origin
+            }
+            (None, Mode::Flat) => {
+                let origin = self.flat_from_archive(hash, out).await?;
+                self.keep_file(hash, out);
+                origin
+            }
+            (None, Mode::Recursive) => {
+                let (origin, tree) = self.tree_from_archive(hash, git_commit, out).await?;
+                self.keep_tree(hash, &tree);
+                origin
+            }
         };
-        self.keep(hash, mode, out);
         Ok(report(origin))
     }
 
@@ -162,21 +172,21 @@ impl Fetcher {
         Ok(true)
     }
 
-    /// Stores a fetched source in the cache; a cache that cannot be written is no reason to fail.
-    fn keep(&self, hash: &Hash, mode: Mode, out: &Path) {
+    /// Stores a fetched file in the cache; a cache that cannot be written is no reason to fail.
+    fn keep_file(&self, hash: &Hash, out: &Path) {
         let Some(cache) = &self.cache else { return };
-        let stored = match mode {
-            Mode::Flat => std::fs::File::open(out).and_then(|file| cache.put(hash, mode, file)),
-            Mode::Recursive => {
-                let mut bytes = Vec::new();
-                nar::dump_path(out, &mut bytes)
-                    .map_err(std::io::Error::other)
-                    .and_then(|()| cache.put(hash, mode, &bytes[..]))
-            }
-        };
-        if let Err(err) = stored {
-            eprintln!("warning: failed to keep {hash} in the cache: {err}");
-        }
+        warn_unkept(hash, std::fs::File::open(out).and_then(|file| cache.put(hash, Mode::Flat, file)));
+    }
+
+    /// Stores a fetched tree's NAR in the cache, from the tree still in memory.
+    fn keep_tree(&self, hash: &Hash, tree: &Node) {
+        let Some(cache) = &self.cache else { return };
+        let mut bytes = Vec::new();
+        let serialised = NarWriter::new(&mut bytes).and_then(|mut writer| tree.visit(&mut writer));
+        warn_unkept(
+            hash,
+            serialised.map_err(std::io::Error::other).and_then(|()| cache.put(hash, Mode::Recursive, &bytes[..])),
+        );
     }
 
     async fn flat_from_url(&self, hash: &Hash, url: &str, out: &Path) -> Result<(), FetchError> {
@@ -219,7 +229,13 @@ impl Fetcher {
 
     /// A NAR-hashed tree from the archive: the `nar-<algo>` ExtID's directory, walked through
     /// the API, rebuilt, NAR-hashed, and only then written.
-    async fn tree_from_archive(&self, hash: &Hash, git_commit: Option<&str>, out: &Path) -> Result<String, FetchError> {
+    /// Returns where the tree came from, and the tree (for the cache).
+    async fn tree_from_archive(
+        &self,
+        hash: &Hash,
+        git_commit: Option<&str>,
+        out: &Path,
+    ) -> Result<(String, Node), FetchError> {
         let algo = hash.algo().name();
         let swhid = match (self.archive.extid(&format!("nar-{algo}"), hash.digest()).await, git_commit) {
             (Ok(extid), _) => extid.target,
@@ -234,28 +250,28 @@ impl Fetcher {
             (Err(err), _) => return Err(err.into()),
         };
         let origin = format!("archive {swhid}");
-        let node = match swhid.strip_prefix("swh:1:dir:") {
-            Some(sha1_git) => self.rebuild_directory(sha1_git, &swhid).await?,
+        let candidates = match swhid.strip_prefix("swh:1:dir:") {
+            Some(sha1_git) => vec![self.rebuild_directory(sha1_git, &swhid).await?],
             None => {
                 // A lone file: the NAR says whether it is executable, the archive does not.
                 let sha1_git = swhid.trim_start_matches("swh:1:cnt:");
                 let contents = self.archive.content_raw("sha1_git", sha1_git).await?;
                 let contents =
                     contents.bytes().await.map_err(|source| FetchError::Download { url: origin.clone(), source })?;
-                let plain = Node::File { executable: false, contents: contents.to_vec() };
-                if plain.nar_hash(hash.algo()) == *hash {
-                    plain
-                } else {
-                    Node::File { executable: true, contents: contents.to_vec() }
-                }
+                [false, true].map(|executable| Node::File { executable, contents: contents.to_vec() }).into()
             }
         };
-        let actual = node.nar_hash(hash.algo());
-        if actual != *hash {
-            return Err(FetchError::HashMismatch { origin, expected: hash.clone(), actual });
+        let mut first_actual = None;
+        for node in candidates {
+            let actual = node.nar_hash(hash.algo());
+            if actual == *hash {
+                write_tree(&node, out, &swhid)?;
+                return Ok((origin, node));
+            }
+            first_actual.get_or_insert(actual);
         }
-        write_tree(&node, out, &swhid)?;
-        Ok(origin)
+        let actual = first_actual.expect("there is at least one candidate");
+        Err(FetchError::HashMismatch { origin, expected: hash.clone(), actual })
     }
 
     async fn rebuild_directory(&self, root: &str, swhid: &str) -> Result<Node, FetchError> {
@@ -313,6 +329,12 @@ impl Fetcher {
     }
 }
 
+fn warn_unkept(hash: &Hash, stored: std::io::Result<()>) {
+    if let Err(err) = stored {
+        eprintln!("warning: failed to keep {hash} in the cache: {err}");
+    }
+}
+
 /// Streams `response` into a temporary file beside `out`, hashing as it goes, and renames it to
 /// `out` only if the hash is the expected one.
 async fn write_verified(
@@ -334,12 +356,7 @@ async fn write_verified(
     if actual != *expected {
         return Err(FetchError::HashMismatch { origin: origin.to_owned(), expected: expected.clone(), actual });
     }
-    temp.as_file().sync_all().map_err(write_error)?;
-    let temp_path = temp.into_temp_path();
-    rename_no_replace(&temp_path, out).map_err(write_error)?;
-    // The file now lives at `out`; there is nothing left to delete.
-    std::mem::forget(temp_path);
-    Ok(())
+    persist_no_replace(temp, out).map_err(write_error)
 }
 
 /// Restores `node` beside `out` and renames it into place.

@@ -99,6 +99,7 @@ pub struct RawEvaluation {
     /// Attributes that threw or failed an assertion (caught by tryEval).
     #[serde(default)]
     pub failed: Vec<String>,
+    /// Root attributes of the whole listing (set by `list` once every chunk is in).
     #[serde(default)]
     pub roots: usize,
     /// Attributes that stopped the evaluator, with its message.
@@ -115,7 +116,6 @@ impl RawEvaluation {
         self.mirrors.extend(other.mirrors);
         self.sources.extend(other.sources);
         self.failed.extend(other.failed);
-        self.roots += other.roots;
         self.crashed.extend(other.crashed);
     }
 }

@@ -340,6 +340,16 @@ pub fn staging_dir_beside(path: &Path) -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix(".swh-bridge-staging-").tempdir_in(parent_dir(path))
 }
 
+/// Syncs a complete temporary file and renames it to `to` without replacing anything there.
+pub fn persist_no_replace(temp: tempfile::NamedTempFile, to: &Path) -> std::io::Result<()> {
+    temp.as_file().sync_all()?;
+    let temp_path = temp.into_temp_path();
+    rename_no_replace(&temp_path, to)?;
+    // The file now lives at `to`: there is nothing left for the guard to delete.
+    std::mem::forget(temp_path);
+    Ok(())
+}
+
 /// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything at `to`
 /// (`rename(2)` would silently replace a file or an empty directory).
 pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
