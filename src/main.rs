@@ -554,6 +554,9 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
     };
     let report =
         runtime.block_on(fetcher.fetch(&request, &args.output)).with_context(|| format!("failed to fetch {hash}"))?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
     eprintln!(
         "fetched {hash} from {} to {} ({} archive requests)",
         report.origin,

@@ -51,26 +51,47 @@ impl Cache {
 
     /// Stores verified bytes (the file itself, or a tree's NAR) from `reader`.
     pub fn put(&self, hash: &Hash, mode: Mode, mut reader: impl Read) -> io::Result<()> {
+        self.put_with(hash, mode, |writer| io::copy(&mut reader, writer).map(drop))
+    }
+
+    /// Stores verified bytes that `write` writes.
+    pub fn put_with(
+        &self,
+        hash: &Hash,
+        mode: Mode,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
         let path = self.entry(hash, mode);
         fs::create_dir_all(parent_dir(&path))?;
-        let mut temp = tempfile::NamedTempFile::new_in(parent_dir(&path))?;
-        let mut blake = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            blake.update(&buf[..n]);
-            temp.write_all(&buf[..n])?;
-        }
-        fs::write(blake3_path(&path), blake.finalize().to_hex().as_str())?;
+        let temp = tempfile::NamedTempFile::new_in(parent_dir(&path))?;
+        let mut writer =
+            Blake3Writer { inner: io::BufWriter::with_capacity(256 * 1024, temp), blake: blake3::Hasher::new() };
+        write(&mut writer)?;
+        let temp = writer.inner.into_inner().map_err(|e| e.into_error())?;
+        fs::write(blake3_path(&path), writer.blake.finalize().to_hex().as_str())?;
         match temp.persist_noclobber(&path) {
             Ok(_) => Ok(()),
             // Another fetch stored the same bytes first.
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e.error),
         }
+    }
+}
+
+/// Writes through, hashing what it writes.
+struct Blake3Writer<W> {
+    inner: W,
+    blake: blake3::Hasher,
+}
+
+impl<W: Write> Write for Blake3Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.blake.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

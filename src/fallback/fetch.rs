@@ -1,14 +1,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::cache::{Cache, write_file_atomically};
 use crate::archive::{ApiError, ArchiveClient};
-use crate::hashing::nar::{self, NarWriter};
-use crate::hashing::tree::Limits;
-use crate::hashing::tree::TreeError;
+use crate::hashing::nar::{self, NarHasher, NarWriter};
 use crate::hashing::tree::disk::{Restorer, parent_dir, persist_no_replace, rename_no_replace, staging_dir_beside};
 use crate::hashing::tree::memory::Node;
+use crate::hashing::tree::tarball::replay_in_nar_order;
+use crate::hashing::tree::{ExecutableRule, Limits, Tee, TreeError};
 use crate::hashing::{Hash, Hasher};
 
 /// How the hash covers the source.
@@ -43,6 +44,8 @@ pub struct FetchReport {
     pub origin: String,
     /// Requests sent to the archive.
     pub archive_requests: u64,
+    /// What went otherwise than planned on the way (the vault was unavailable, say).
+    pub notes: Vec<String>,
 }
 
 /// Why a source could not be fetched; every variant says which step failed.
@@ -89,14 +92,41 @@ pub struct Fetcher {
     archive: Arc<ArchiveClient>,
     http: reqwest::Client,
     cache: Option<Cache>,
+    walk_limit: usize,
+    vault_poll: Duration,
 }
 
-/// Contents downloaded at once while rebuilding a tree.
+/// Contents downloaded at once while walking a tree.
 const PARALLEL_DOWNLOADS: usize = 8;
+
+/// Walking a directory costs a request per directory and per file; past this many, the vault's
+/// bundle (a few requests whatever the size) is asked for instead. The anonymous rate limit is
+/// 120 requests an hour.
+pub const DEFAULT_WALK_LIMIT: usize = 64;
 
 impl Fetcher {
     pub fn new(archive: ArchiveClient) -> Fetcher {
-        Fetcher { archive: Arc::new(archive), http: reqwest::Client::new(), cache: None }
+        Fetcher {
+            archive: Arc::new(archive),
+            http: reqwest::Client::new(),
+            cache: None,
+            walk_limit: DEFAULT_WALK_LIMIT,
+            vault_poll: Duration::from_secs(5),
+        }
+    }
+
+    /// Walks directories through the API only while that costs at most `limit` requests (0:
+    /// always ask the vault first).
+    pub fn with_walk_limit(mut self, limit: usize) -> Fetcher {
+        self.walk_limit = limit;
+        self
+    }
+
+    /// How long to wait before asking the vault again whether a bundle is cooked (it doubles
+    /// each time, up to a minute).
+    pub fn with_vault_poll(mut self, poll: Duration) -> Fetcher {
+        self.vault_poll = poll;
+        self
     }
 
     /// Looks in `cache` first, and keeps there what it fetches.
@@ -114,9 +144,9 @@ impl Fetcher {
             return Err(FetchError::Exists { path: out.to_owned() });
         }
         let before = self.archive.requests();
-        let report = |origin: String| FetchReport { origin, archive_requests: self.archive.requests() - before };
+        let mut notes = Vec::new();
         if self.hand_over_cached(hash, mode, out)? {
-            return Ok(report("cache".into()));
+            return Ok(FetchReport { origin: "cache".into(), archive_requests: 0, notes });
         }
         let mut origin = None;
         if mode == Mode::Flat {
@@ -140,13 +170,9 @@ impl Fetcher {
                 self.keep_file(hash, out);
                 origin
             }
-            (None, Mode::Recursive) => {
-                let (origin, tree) = self.tree_from_archive(hash, git_commit, out).await?;
-                self.keep_tree(hash, &tree);
-                origin
-            }
+            (None, Mode::Recursive) => self.tree_from_archive(hash, git_commit, out, &mut notes).await?,
         };
-        Ok(report(origin))
+        Ok(FetchReport { origin, archive_requests: self.archive.requests() - before, notes })
     }
 
     /// Hands over a cached copy, verified again: a file by its hash, a tree by restoring its NAR
@@ -227,15 +253,15 @@ impl Fetcher {
         Ok(format!("archive {swhid}"))
     }
 
-    /// A NAR-hashed tree from the archive: the `nar-<algo>` ExtID's directory, walked through
-    /// the API, rebuilt, NAR-hashed, and only then written.
-    /// Returns where the tree came from, and the tree (for the cache).
+    /// A NAR-hashed tree from the archive: the `nar-<algo>` ExtID's directory (or the commit's
+    /// root directory), rebuilt, NAR-hashed, and only then written. Returns where it came from.
     async fn tree_from_archive(
         &self,
         hash: &Hash,
         git_commit: Option<&str>,
         out: &Path,
-    ) -> Result<(String, Node), FetchError> {
+        notes: &mut Vec<String>,
+    ) -> Result<String, FetchError> {
         let algo = hash.algo().name();
         let swhid = match (self.archive.extid(&format!("nar-{algo}"), hash.digest()).await, git_commit) {
             (Ok(extid), _) => extid.target,
@@ -249,67 +275,195 @@ impl Fetcher {
             (Err(ApiError::NotFound { .. }), None) => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
             (Err(err), _) => return Err(err.into()),
         };
-        let origin = format!("archive {swhid}");
-        let candidates = match swhid.strip_prefix("swh:1:dir:") {
-            Some(sha1_git) => vec![self.rebuild_directory(sha1_git, &swhid).await?],
-            None => {
-                // A lone file: the NAR says whether it is executable, the archive does not.
-                let sha1_git = swhid.trim_start_matches("swh:1:cnt:");
-                let contents = self.archive.content_raw("sha1_git", sha1_git).await?;
-                let contents =
-                    contents.bytes().await.map_err(|source| FetchError::Download { url: origin.clone(), source })?;
-                [false, true].map(|executable| Node::File { executable, contents: contents.to_vec() }).into()
-            }
-        };
+        match swhid.strip_prefix("swh:1:dir:") {
+            Some(sha1_git) => self.directory_to(sha1_git, &swhid, hash, out, notes).await?,
+            None => self.lone_file_to(&swhid, hash, out).await?,
+        }
+        Ok(format!("archive {swhid}"))
+    }
+
+    /// A tree that is a lone file: the NAR says whether it is executable, the archive does not,
+    /// so both are tried.
+    async fn lone_file_to(&self, swhid: &str, hash: &Hash, out: &Path) -> Result<(), FetchError> {
+        let sha1_git = swhid.trim_start_matches("swh:1:cnt:");
+        let contents = self.archive.content_raw("sha1_git", sha1_git).await?;
+        let contents =
+            contents.bytes().await.map_err(|source| FetchError::Download { url: swhid.to_owned(), source })?;
+        let candidates = [false, true].map(|executable| Node::File { executable, contents: contents.to_vec() });
         let mut first_actual = None;
         for node in candidates {
             let actual = node.nar_hash(hash.algo());
             if actual == *hash {
-                write_tree(&node, out, &swhid)?;
-                return Ok((origin, node));
+                write_tree(&node, out, swhid)?;
+                self.keep_tree(hash, &node);
+                return Ok(());
             }
             first_actual.get_or_insert(actual);
         }
         let actual = first_actual.expect("there is at least one candidate");
-        Err(FetchError::HashMismatch { origin, expected: hash.clone(), actual })
+        Err(FetchError::HashMismatch { origin: format!("archive {swhid}"), expected: hash.clone(), actual })
     }
 
-    async fn rebuild_directory(&self, root: &str, swhid: &str) -> Result<Node, FetchError> {
-        let mut tree = Node::empty_directory();
-        let mut pending_dirs = vec![(String::new(), root.to_owned())];
-        let mut downloads = tokio::task::JoinSet::new();
-        let mut files: Vec<(String, bool, bool, String)> = Vec::new();
-        while let Some((prefix, id)) = pending_dirs.pop() {
-            for entry in self.archive.directory(&id).await? {
+    /// A directory: walked through the API while it is small, else from the vault's bundle (a
+    /// few requests whatever its size), and walked after all if the vault cannot give it.
+    async fn directory_to(
+        &self,
+        sha1_git: &str,
+        swhid: &str,
+        hash: &Hash,
+        out: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<(), FetchError> {
+        let mut walk = DirectoryWalk::new(sha1_git, swhid);
+        if !walk.list(&self.archive, self.walk_limit).await? {
+            match self.tree_from_vault(swhid, hash, out).await {
+                Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => {
+                    notes.push(format!("the vault could not give {swhid} ({}); walked it instead", error_chain(&err)));
+                }
+                Err(err @ FetchError::Download { .. }) => {
+                    notes.push(format!(
+                        "the vault's bundle of {swhid} broke off ({}); walked it instead",
+                        error_chain(&err)
+                    ));
+                }
+                other => return other,
+            }
+            walk.list(&self.archive, usize::MAX).await?;
+        }
+        let tree = walk.download(&self.archive).await?;
+        let actual = tree.nar_hash(hash.algo());
+        if actual != *hash {
+            return Err(FetchError::HashMismatch {
+                origin: format!("archive {swhid}"),
+                expected: hash.clone(),
+                actual,
+            });
+        }
+        write_tree(&tree, out, swhid)?;
+        self.keep_tree(hash, &tree);
+        Ok(())
+    }
+
+    /// Cooks the directory's flat bundle in the vault, downloads it beside `out`, and unpacks it
+    /// there, checking its NAR hash, before renaming it to `out`.
+    async fn tree_from_vault(&self, swhid: &str, hash: &Hash, out: &Path) -> Result<(), FetchError> {
+        self.archive.vault_wait("flat", swhid, self.vault_poll).await?;
+        let mut response = self.archive.vault_download("flat", swhid).await?;
+        let write_error = |source| FetchError::Write { path: out.to_owned(), source };
+        let staging = staging_dir_beside(out).map_err(write_error)?;
+        let bundle = staging.path().join("bundle.tar.gz");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&bundle).map_err(write_error)?);
+        let origin = format!("the vault's flat bundle of {swhid}");
+        while let Some(chunk) =
+            response.chunk().await.map_err(|source| FetchError::Download { url: origin.clone(), source })?
+        {
+            file.write_all(&chunk).map_err(write_error)?;
+        }
+        file.flush().map_err(write_error)?;
+        drop(file);
+        let (swhid, expected, out) = (swhid.to_owned(), hash.clone(), out.to_owned());
+        let unpacked = tokio::task::spawn_blocking(move || {
+            unpack_bundle(&bundle, &staging.path().join("tree"), &swhid, &expected, &out)?;
+            Ok::<_, FetchError>(out)
+        });
+        let out = unpacked.await.expect("unpacking a bundle does not panic")?;
+        if let Some(cache) = &self.cache {
+            warn_unkept(
+                hash,
+                cache.put_with(hash, Mode::Recursive, |w| nar::dump_path(&out, w).map_err(std::io::Error::other)),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A directory being listed through the API, and then its files downloaded.
+struct DirectoryWalk {
+    swhid: String,
+    tree: Node,
+    /// Directories still to list: their path in the tree, and their id.
+    pending: Vec<(String, String)>,
+    listed: usize,
+    files: Vec<PendingFile>,
+}
+
+struct PendingFile {
+    path: String,
+    symlink: bool,
+    executable: bool,
+    sha1_git: String,
+}
+
+impl DirectoryWalk {
+    fn new(sha1_git: &str, swhid: &str) -> DirectoryWalk {
+        DirectoryWalk {
+            swhid: swhid.to_owned(),
+            tree: Node::empty_directory(),
+            pending: vec![(String::new(), sha1_git.to_owned())],
+            listed: 0,
+            files: Vec::new(),
+        }
+    }
+
+    /// Directories listed and files found: the requests a walk costs.
+    fn objects(&self) -> usize {
+        self.listed + self.files.len()
+    }
+
+    fn tree_error(&self, source: TreeError) -> FetchError {
+        FetchError::Tree { swhid: self.swhid.clone(), source }
+    }
+
+    /// Lists directories until none is left (`true`), or until the walk would cost more than
+    /// `limit` requests (`false`; it can go on later with a higher limit).
+    async fn list(&mut self, archive: &ArchiveClient, limit: usize) -> Result<bool, FetchError> {
+        while let Some((prefix, id)) = self.pending.pop() {
+            if self.objects() >= limit {
+                self.pending.push((prefix, id));
+                return Ok(false);
+            }
+            self.listed += 1;
+            for entry in archive.directory(&id).await? {
                 let path = if prefix.is_empty() { entry.name.clone() } else { format!("{prefix}/{}", entry.name) };
                 match entry.kind.as_str() {
                     "dir" => {
-                        tree.insert(path.as_bytes(), Node::empty_directory())
-                            .map_err(|source| FetchError::Tree { swhid: swhid.to_owned(), source })?;
-                        pending_dirs.push((path, entry.target));
+                        self.tree.insert(path.as_bytes(), Node::empty_directory()).map_err(|e| self.tree_error(e))?;
+                        self.pending.push((path, entry.target));
                     }
                     "file" => {
                         if entry.status.as_deref().is_some_and(|s| s != "visible") {
                             return Err(FetchError::Skipped { swhid: format!("swh:1:cnt:{}", entry.target) });
                         }
-                        let symlink = entry.perms & 0o170000 == 0o120000;
-                        files.push((path, symlink, entry.perms & 0o100 != 0, entry.target));
+                        self.files.push(PendingFile {
+                            path,
+                            symlink: entry.perms & 0o170000 == 0o120000,
+                            executable: entry.perms & 0o100 != 0,
+                            sha1_git: entry.target,
+                        });
                     }
-                    _ => return Err(FetchError::Submodule { swhid: swhid.to_owned(), name: path }),
+                    _ => return Err(FetchError::Submodule { swhid: self.swhid.clone(), name: path }),
                 }
             }
         }
-        let mut contents = Vec::with_capacity(files.len());
-        let mut queued = files.iter().enumerate();
+        Ok(self.objects() <= limit)
+    }
+
+    /// Downloads every file found, [`PARALLEL_DOWNLOADS`] at a time, into the tree.
+    async fn download(mut self, archive: &Arc<ArchiveClient>) -> Result<Node, FetchError> {
+        let mut downloads = tokio::task::JoinSet::new();
+        let mut contents = Vec::with_capacity(self.files.len());
+        let mut queued = self.files.iter().enumerate();
         loop {
             while downloads.len() < PARALLEL_DOWNLOADS {
-                let Some((i, (_, _, _, target))) = queued.next() else { break };
-                let archive = Arc::clone(&self.archive);
-                let target = target.clone();
+                let Some((i, file)) = queued.next() else { break };
+                let archive = Arc::clone(archive);
+                let sha1_git = file.sha1_git.clone();
                 downloads.spawn(async move {
-                    let response = archive.content_raw("sha1_git", &target).await?;
-                    let bytes =
-                        response.bytes().await.map_err(|source| FetchError::Download { url: target, source })?;
+                    let response = archive.content_raw("sha1_git", &sha1_git).await?;
+                    let bytes = response
+                        .bytes()
+                        .await
+                        .map_err(|source| FetchError::Download { url: format!("swh:1:cnt:{sha1_git}"), source })?;
                     Ok::<_, FetchError>((i, bytes.to_vec()))
                 });
             }
@@ -319,14 +473,69 @@ impl Fetcher {
             }
         }
         contents.sort_by_key(|(i, _)| *i);
-        for ((path, symlink, executable, _), (_, bytes)) in files.into_iter().zip(contents) {
-            let node =
-                if symlink { Node::Symlink { target: bytes } } else { Node::File { executable, contents: bytes } };
-            tree.insert(path.as_bytes(), node)
-                .map_err(|source| FetchError::Tree { swhid: swhid.to_owned(), source })?;
+        for (file, (_, bytes)) in std::mem::take(&mut self.files).into_iter().zip(contents) {
+            let node = if file.symlink {
+                Node::Symlink { target: bytes }
+            } else {
+                Node::File { executable: file.executable, contents: bytes }
+            };
+            self.tree.insert(file.path.as_bytes(), node).map_err(|e| self.tree_error(e))?;
         }
-        Ok(tree)
+        Ok(self.tree)
     }
+}
+
+/// Unpacks a flat bundle (a tar.gz holding the tree under a top folder named by its SWHID) to
+/// `staged`, NAR-hashing it on the way, and renames it to `out` if the hash is `expected`. A
+/// bundle out of NAR order is read again into memory.
+fn unpack_bundle(bundle: &Path, staged: &Path, swhid: &str, expected: &Hash, out: &Path) -> Result<(), FetchError> {
+    let tree_error = |source| FetchError::Tree { swhid: swhid.to_owned(), source };
+    let open = || {
+        std::fs::File::open(bundle)
+            .map(|file| flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(256 * 1024, file)))
+            .map_err(|source| FetchError::Write { path: bundle.to_owned(), source })
+    };
+    let origin = format!("the vault's flat bundle of {swhid}");
+    let mut sink = Tee::new(NarHasher::new(expected.algo()).map_err(tree_error)?, Restorer::new(staged));
+    let actual =
+        match replay_in_nar_order(open()?, swhid.as_bytes(), Limits::default(), ExecutableRule::Owner, &mut sink) {
+            Ok(()) => sink.into_inner().0.finish().map_err(tree_error)?,
+            Err(TreeError::NotInNarOrder { .. }) => {
+                let root = Node::from_tar(open()?, Limits::default(), ExecutableRule::Owner).map_err(tree_error)?;
+                let Node::Directory(mut entries) = root else { unreachable!("a tar stream reads into a directory") };
+                let tree = match (entries.len(), entries.remove(swhid.as_bytes())) {
+                    (1, Some(tree @ Node::Directory(_))) => tree,
+                    _ => {
+                        return Err(tree_error(TreeError::HostileMember {
+                            path: swhid.to_owned(),
+                            reason: "a flat bundle holds exactly one top directory, named by the SWHID".into(),
+                        }));
+                    }
+                };
+                let actual = tree.nar_hash(expected.algo());
+                if actual == *expected {
+                    return write_tree(&tree, out, swhid);
+                }
+                actual
+            }
+            Err(err) => return Err(tree_error(err)),
+        };
+    if actual != *expected {
+        return Err(FetchError::HashMismatch { origin, expected: expected.clone(), actual });
+    }
+    rename_no_replace(staged, out).map_err(|source| FetchError::Write { path: out.to_owned(), source })
+}
+
+/// An error and its sources, on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn warn_unkept(hash: &Hash, stored: std::io::Result<()>) {

@@ -12,7 +12,7 @@ use swh_bridge::hashing::tree::ExecutableRule;
 use swh_bridge::hashing::tree::disk;
 use swh_bridge::hashing::tree::disk::WalkOptions;
 use swh_bridge::hashing::tree::memory::Node;
-use swh_bridge::hashing::tree::{Limits, Tee};
+use swh_bridge::hashing::tree::{Limits, Tee, TreeError};
 use swh_bridge::hashing::{HashAlgo, nar, tree_hasher};
 
 use crate::reference_tools::{bridge, line, output, tool};
@@ -298,6 +298,51 @@ fn tar_members_hash_like_the_extracted_tree() {
         let any_bit = Node::from_tar(&archive[..], Limits::default(), ExecutableRule::Any).unwrap();
         assert_eq!(any_bit.swhid().to_string(), identified, "{format}");
     }
+}
+
+#[test]
+fn a_tar_sorted_by_name_replays_as_nix_store_dump() {
+    use swh_bridge::hashing::tree::tarball::replay_in_nar_order;
+    let tmp = temp_dir();
+    let top = tmp.path().join("top");
+    make_tree(&top, WITH_EMPTY_DIRS);
+    let reference = output(tool("nix-store").arg("--dump").arg(&top));
+    for format in ["gnu", "pax"] {
+        // GNU tar's --sort=name orders each directory's entries by their bytes, depth first:
+        // NAR order.
+        let archive = output(tool("tar").arg("-C").arg(tmp.path()).arg(format!("--format={format}")).args([
+            "--sort=name",
+            "-cf",
+            "-",
+            "top",
+        ]));
+        let mut ours = Vec::new();
+        let mut writer = nar::NarWriter::new(&mut ours).unwrap();
+        replay_in_nar_order(&archive[..], b"top", Limits::default(), ExecutableRule::Owner, &mut writer).unwrap();
+        assert!(ours == reference, "the replayed NAR ({format}) differs from nix-store --dump");
+    }
+
+    // Out of NAR order, it stops and says so, rather than hash a NAR out of order.
+    let listing = output(tool("find").arg("top").current_dir(tmp.path()));
+    let mut members: Vec<&[u8]> = listing.split(|&b| b == b'\n').filter(|m| !m.is_empty()).collect();
+    members.sort();
+    members[1..].reverse();
+    fs::write(tmp.path().join("members"), members.join(&b'\n')).unwrap();
+    let unsorted = output(
+        tool("tar")
+            .arg("-C")
+            .arg(tmp.path())
+            .args(["--no-recursion", "-cf", "-", "-T"])
+            .arg(tmp.path().join("members")),
+    );
+    let result = replay_in_nar_order(
+        &unsorted[..],
+        b"top",
+        Limits::default(),
+        ExecutableRule::Owner,
+        &mut NarHasher::new(HashAlgo::Sha256).unwrap(),
+    );
+    assert!(matches!(result, Err(TreeError::NotInNarOrder { .. })), "{result:?}");
 }
 
 #[test]

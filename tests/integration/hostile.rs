@@ -157,6 +157,44 @@ fn hostile_tar_members_are_refused() {
 }
 
 #[test]
+fn hostile_members_are_refused_by_the_replay_too() {
+    use swh_bridge::hashing::nar::NarHasher;
+    use swh_bridge::hashing::tree::tarball::replay_in_nar_order;
+    use tar::EntryType::{Char, Directory, Link, Regular, Symlink};
+    let top = || member(b"top/", Directory, b"", b"");
+    let cases: Vec<(Vec<Vec<u8>>, Limits, &str)> = vec![
+        (vec![top(), member(b"top/../evil", Regular, b"", b"x")], Limits::default(), "contains `..`"),
+        (vec![top(), member(b"/top/evil", Regular, b"", b"x")], Limits::default(), "absolute"),
+        (vec![top(), member(b"elsewhere/f", Regular, b"", b"x")], Limits::default(), "outside the top directory"),
+        (vec![top(), member(b"top/dev", Char, b"", b"")], Limits::default(), "devices and FIFOs"),
+        (vec![top(), member(b"top/link", Symlink, b"", b"")], Limits::default(), "target is empty"),
+        (
+            vec![top(), member(b"top/big", Regular, b"", &[0u8; 5000])],
+            Limits { max_bytes: 4096, ..Limits::default() },
+            "limit of 4096 bytes",
+        ),
+        // What a replay cannot do is out of order, for the caller to read the archive again.
+        (
+            vec![top(), member(b"top/b", Regular, b"", b""), member(b"top/a", Regular, b"", b"")],
+            Limits::default(),
+            "out of NAR order",
+        ),
+        (
+            vec![top(), member(b"top/a", Regular, b"", b""), member(b"top/b", Link, b"top/a", b"")],
+            Limits::default(),
+            "out of NAR order",
+        ),
+        (vec![member(b"top/a", Regular, b"", b"")], Limits::default(), "out of NAR order"),
+    ];
+    for (members, limits, reason) in cases {
+        let mut sink = NarHasher::new(HashAlgo::Sha256).unwrap();
+        let err = replay_in_nar_order(&archive(&members)[..], b"top", limits, ExecutableRule::Owner, &mut sink)
+            .expect_err("the archive should be refused");
+        assert!(err.to_string().contains(reason), "expected `{reason}` in `{err}`");
+    }
+}
+
+#[test]
 fn tar_bombs_are_refused_before_reading() {
     let big = member(b"big", tar::EntryType::Regular, b"", &[0u8; 5000]);
     let err = tar_error(&[big], Limits { max_bytes: 4096, ..Limits::default() });

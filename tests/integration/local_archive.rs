@@ -168,4 +168,23 @@ impl LocalArchive {
             "the {loader} loader failed on {name}:\n{log}"
         );
     }
+
+    /// The vault's flat bundle of a directory, cooked by SWH's own cooker from this archive
+    /// (the local setup has no vault service to ask).
+    pub fn cook_flat(&self, swhid: &str) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.tar.gz");
+        let out = Command::new(&self.swh)
+            .arg("vault")
+            .arg("cook")
+            .arg("-C")
+            .arg(&self.loader_config)
+            .args(["--bundle-type", "flat", swhid])
+            .arg(&bundle)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "swh vault cook failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        fs::read(&bundle).unwrap()
+    }
 }

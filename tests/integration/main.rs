@@ -12,3 +12,4 @@ mod local_archive;
 mod reference_tools;
 mod roundtrip;
 mod trees;
+mod vault;

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use super::{Budget, ExecutableRule, Limits, TreeError, TreeSink, invalid_name_reason};
-use crate::hashing::nar::MAX_NAME_LEN;
+use super::tarball::{CappedReader, Member, classify};
+use super::{Budget, ExecutableRule, Limits, TreeError, TreeSink, path_components};
 use crate::hashing::nar::NarWriter;
 use crate::hashing::swhid_hasher::SwhidHasher;
 use crate::hashing::{Hash, HashAlgo, Swhid};
@@ -74,18 +74,11 @@ impl Node {
     /// intermediate directories, and returns how many it created. A leading `./` and repeated or
     /// trailing `/` are ignored.
     pub fn insert(&mut self, path: &[u8], node: Node) -> Result<usize, TreeError> {
-        let shown = || String::from_utf8_lossy(path).into_owned();
-        let hostile = |reason: &str| TreeError::HostileMember { path: shown(), reason: reason.to_owned() };
-        if path.first() == Some(&b'/') {
-            return Err(hostile("the path is absolute"));
-        }
-        let components: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
-        if components.contains(&&b".."[..]) {
-            return Err(hostile("the path contains `..`"));
-        }
-        if let Some(bad) = components.iter().find_map(|c| invalid_name_reason(c)) {
-            return Err(hostile(bad));
-        }
+        let hostile = |reason: &str| TreeError::HostileMember {
+            path: String::from_utf8_lossy(path).into_owned(),
+            reason: reason.to_owned(),
+        };
+        let components = path_components(path)?;
         let Some((last, parents)) = components.split_last() else {
             // The archive's root itself: only a directory can stand there.
             return match node {
@@ -137,71 +130,32 @@ impl Node {
         let mut root = Node::empty_directory();
         for member in archive.entries().map_err(TreeError::Archive)? {
             let mut member = member.map_err(TreeError::Archive)?;
-            let path = member.path_bytes().into_owned();
-            let shown = String::from_utf8_lossy(&path).into_owned();
-            let link_len = member.link_name_bytes().map_or(0, |l| l.len());
-            if path.len() as u64 > MAX_NAME_LEN || link_len as u64 > MAX_NAME_LEN {
-                return Err(TreeError::HostileMember {
-                    path: shown.chars().take(100).collect::<String>() + "…",
-                    reason: format!("its path or link target is longer than {MAX_NAME_LEN} bytes"),
-                });
-            }
-            budget.depth(path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").count())?;
-            let header = member.header();
-            let kind = header.entry_type();
-            let node = match kind {
-                tar::EntryType::XGlobalHeader => continue,
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                    let mode = header.mode().map_err(TreeError::Archive)?;
-                    let size = member.size();
+            let Some((path, member_node)) = classify(&member, executable)? else { continue };
+            budget.depth(path_components(&path)?.len())?;
+            let node = match member_node {
+                Member::File { executable, size } => {
                     budget.bytes(size)?;
                     let mut contents = Vec::with_capacity(size.min(1 << 24) as usize);
                     member.read_to_end(&mut contents).map_err(TreeError::Archive)?;
-                    Node::File { executable: executable.is_executable(mode), contents }
+                    Node::File { executable, contents }
                 }
-                tar::EntryType::Directory => Node::empty_directory(),
-                tar::EntryType::Symlink => {
-                    let target = member.link_name_bytes().unwrap_or_default();
-                    if target.is_empty() || target.contains(&0) {
+                Member::Directory => Node::empty_directory(),
+                Member::Symlink { target } => Node::Symlink { target },
+                Member::HardLink { target } => match root.get(&target) {
+                    Some(file @ Node::File { contents, .. }) => {
+                        budget.bytes(contents.len() as u64)?;
+                        file.clone()
+                    }
+                    _ => {
                         return Err(TreeError::HostileMember {
-                            path: shown,
-                            reason: "a symlink target is empty or contains a NUL byte".into(),
+                            path: String::from_utf8_lossy(&path).into_owned(),
+                            reason: format!(
+                                "a hard link to `{}`, which is not an earlier regular file",
+                                String::from_utf8_lossy(&target)
+                            ),
                         });
                     }
-                    Node::Symlink { target: target.into_owned() }
-                }
-                tar::EntryType::Link => {
-                    let target = member.link_name_bytes().unwrap_or_default().into_owned();
-                    match root.get(&target) {
-                        Some(file @ Node::File { contents, .. }) => {
-                            budget.bytes(contents.len() as u64)?;
-                            file.clone()
-                        }
-                        _ => {
-                            return Err(TreeError::HostileMember {
-                                path: shown,
-                                reason: format!(
-                                    "a hard link to `{}`, which is not an earlier regular file",
-                                    String::from_utf8_lossy(&target)
-                                ),
-                            });
-                        }
-                    }
-                }
-                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                    return Err(TreeError::HostileMember {
-                        path: shown,
-                        reason: format!("it is a {kind:?}: devices and FIFOs cannot be archived"),
-                    });
-                }
-                other => {
-                    return Err(TreeError::HostileMember {
-                        path: shown,
-                        reason: format!(
-                            "unsupported member type {other:?} (only files, directories, symlinks and hard links)"
-                        ),
-                    });
-                }
+                },
             };
             budget.node()?;
             for _ in 0..root.insert(&path, node)? {
@@ -209,24 +163,6 @@ impl Node {
             }
         }
         Ok(root)
-    }
-}
-
-/// A reader that fails once more than `remaining` bytes have been asked of it.
-struct CappedReader<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: Read> Read for CappedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.remaining == 0 {
-            return Err(std::io::Error::other("the archive is larger than the limits allow"));
-        }
-        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..want])?;
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }
 

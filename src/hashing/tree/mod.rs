@@ -20,6 +20,7 @@
 
 pub mod disk;
 pub mod memory;
+pub mod tarball;
 
 use std::fs::File;
 use std::io;
@@ -198,6 +199,8 @@ pub enum TreeError {
     DestinationExists { path: PathBuf },
     #[error("refusing {event} at {}: it does not fit where the tree is", path.display())]
     EventOutOfOrder { path: PathBuf, event: &'static str },
+    #[error("archive member `{path}` is out of NAR order, so the archive cannot be replayed as it is read")]
+    NotInNarOrder { path: String },
     #[error("the tree ended before it was complete")]
     Incomplete,
     #[error("failed to start a hashing thread")]
@@ -292,4 +295,24 @@ pub fn invalid_name_reason(name: &[u8]) -> Option<&'static str> {
         _ if name.contains(&0) => Some("the name contains a NUL byte"),
         _ => None,
     }
+}
+
+/// The components of a relative path (an archive member's, say), with `.` and empty ones dropped; refuses absolute paths,
+/// `..` and names no tree can hold.
+pub(crate) fn path_components(path: &[u8]) -> Result<Vec<&[u8]>, TreeError> {
+    let hostile = |reason: &str| TreeError::HostileMember {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason: reason.to_owned(),
+    };
+    if path.first() == Some(&b'/') {
+        return Err(hostile("the path is absolute"));
+    }
+    let components: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+    if components.contains(&&b".."[..]) {
+        return Err(hostile("the path contains `..`"));
+    }
+    if let Some(bad) = components.iter().find_map(|c| invalid_name_reason(c)) {
+        return Err(hostile(bad));
+    }
+    Ok(components)
 }
