@@ -8,3 +8,4 @@ pub mod fallback;
 pub mod hashing;
 pub mod listers;
 pub mod sources;
+pub mod store;

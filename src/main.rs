@@ -40,6 +40,59 @@ enum Command {
     Sources(SourcesCommand),
     /// Get a source back by its hash, from its URLs or from Software Heritage, verified.
     Fetch(FetchArgs),
+    /// Add the sources that building derivations needs, and the store lacks, to the Nix store:
+    /// fetched by hash, verified, and placed at the output paths Nix expects.
+    Prefetch(PrefetchArgs),
+}
+
+/// Where fetched sources come from, and where fetching keeps its cache.
+#[derive(clap::Args)]
+struct ArchiveArgs {
+    /// The archive's API root.
+    #[arg(long, env = "SWH_BRIDGE_ARCHIVE", default_value = swh_bridge::archive::PUBLIC_API)]
+    archive: url::Url,
+    /// Hashed mirrors to try after a source's own URLs, as Nix's `hashed-mirrors` (repeatable).
+    #[arg(long = "hashed-mirror")]
+    hashed_mirrors: Vec<String>,
+    /// Where the cache lives [default: $XDG_DATA_HOME/swh-bridge].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Neither look in the cache nor keep what is fetched there.
+    #[arg(long)]
+    no_cache: bool,
+    /// Walk a directory through the API only while that takes at most this many requests;
+    /// larger ones come from the vault (0: always the vault first).
+    #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_WALK_LIMIT)]
+    walk_limit: usize,
+}
+
+impl ArchiveArgs {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir)
+    }
+
+    fn fetcher(&self) -> swh_bridge::fallback::Fetcher {
+        use swh_bridge::archive::{ArchiveClient, ClientConfig};
+        let fetcher =
+            swh_bridge::fallback::Fetcher::new(ArchiveClient::new(ClientConfig::for_api(self.archive.clone())))
+                .with_walk_limit(self.walk_limit);
+        if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&self.data_dir())) }
+    }
+}
+
+#[derive(clap::Args)]
+struct PrefetchArgs {
+    /// Derivations (`.drv` store paths, as `nix-instantiate` prints them).
+    #[arg(required = true)]
+    drvs: Vec<String>,
+    /// The Nix store to add to, as Nix's `--store` (a directory is a chroot store).
+    #[arg(long)]
+    store: Option<String>,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    /// Print one JSON object per source instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -54,22 +107,18 @@ struct FetchArgs {
     /// Upstream URLs to try first (repeatable).
     #[arg(long = "url")]
     urls: Vec<String>,
-    /// Hashed mirrors to try next, as Nix's `hashed-mirrors` (repeatable).
-    #[arg(long = "hashed-mirror")]
-    hashed_mirrors: Vec<String>,
-    /// Where to put the file or tree; it must not exist.
-    #[arg(short, long)]
-    output: PathBuf,
-    /// The archive's API root.
-    #[arg(long, env = "SWH_BRIDGE_ARCHIVE", default_value = swh_bridge::archive::PUBLIC_API)]
-    archive: url::Url,
+    /// Where to put the file or tree; it must not exist [default: ./NAME].
+    #[arg(short, long, required_unless_present = "name")]
+    output: Option<PathBuf>,
+    /// The source's name (its store name): the output's file name when -o is not given.
+    #[arg(long)]
+    name: Option<String>,
     /// For --mode recursive of a git checkout: its full commit id, looked up when no ExtID maps
     /// the hash.
     #[arg(long)]
     git_commit: Option<String>,
-    /// Where the cache lives [default: $XDG_DATA_HOME/swh-bridge].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    archive: ArchiveArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }),
         Command::List(args) => list(args),
         Command::Fetch(args) => fetch(args),
+        Command::Prefetch(args) => prefetch(args),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
             nar::dump_path(&path, io::stdout().lock()).with_context(|| format!("failed to dump {}", path.display()))?;
@@ -533,35 +583,98 @@ fn write_atomically(path: &std::path::Path, write: impl FnOnce(&mut dyn Write) -
 }
 
 fn fetch(args: FetchArgs) -> Result<ExitCode> {
-    use swh_bridge::archive::{ArchiveClient, ClientConfig};
-    use swh_bridge::fallback::{Fetcher, Mode};
+    use swh_bridge::fallback::{FetchRequest, Mode};
 
     let hash = Hash::parse(&args.hash, args.algo)?;
     let mode = match args.mode {
         FetchMode::Flat => Mode::Flat,
         FetchMode::Recursive => Mode::Recursive,
     };
-    let data_dir = args.data_dir.unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir);
-    let fetcher = Fetcher::new(ArchiveClient::new(ClientConfig::for_api(args.archive)))
-        .with_cache(swh_bridge::fallback::Cache::new(&data_dir));
+    let output = match (args.output, &args.name) {
+        (Some(output), _) => output,
+        (None, Some(name)) if !name.is_empty() && !name.contains('/') && name != "." && name != ".." => {
+            PathBuf::from(name)
+        }
+        (None, name) => bail!("--name {name:?} cannot name a file: give -o OUT"),
+    };
+    let fetcher = args.archive.fetcher();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let request = swh_bridge::fallback::FetchRequest {
+    let request = FetchRequest {
         hash: &hash,
         mode,
         urls: &args.urls,
         git_commit: args.git_commit.as_deref(),
-        hashed_mirrors: &args.hashed_mirrors,
+        hashed_mirrors: &args.archive.hashed_mirrors,
     };
     let report =
-        runtime.block_on(fetcher.fetch(&request, &args.output)).with_context(|| format!("failed to fetch {hash}"))?;
+        runtime.block_on(fetcher.fetch(&request, &output)).with_context(|| format!("failed to fetch {hash}"))?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
     eprintln!(
         "fetched {hash} from {} to {} ({} archive requests)",
         report.origin,
-        args.output.display(),
+        output.display(),
         report.archive_requests
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {
+    use swh_bridge::fallback::prefetch::{MissingSource, prefetch_source};
+    use swh_bridge::store::NixStore;
+
+    let store = NixStore::new(args.store.clone());
+    let missing = store.missing_fixed_outputs(&args.drvs).context("failed to read the derivations' closure")?;
+    let fetcher = args.archive.fetcher();
+    let scratch = args.archive.data_dir().join("scratch");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("failed to create {}", scratch.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let bar = indicatif::ProgressBar::new(missing.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} fetching {pos}/{len} missing sources {elapsed} {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let (mut added, mut failed, mut requests) = (0, 0, 0);
+    let mut stdout = io::stdout().lock();
+    for (drv, derivation) in &missing {
+        let Some(source) = MissingSource::of(drv, derivation) else { continue };
+        let result = source.and_then(|source| {
+            bar.set_message(source.name().to_owned());
+            runtime
+                .block_on(prefetch_source(&fetcher, &store, &source, &args.archive.hashed_mirrors, &scratch))
+                .map(|report| (source, report))
+        });
+        bar.inc(1);
+        let line = match result {
+            Ok((source, report)) => {
+                added += 1;
+                requests += report.archive_requests;
+                if args.json {
+                    json!({"drv": drv, "output": source.output, "status": "added", "origin": report.origin,
+                           "archive_requests": report.archive_requests, "notes": report.notes})
+                    .to_string()
+                } else {
+                    format!(
+                        "added {} from {} ({} archive requests)",
+                        source.output, report.origin, report.archive_requests
+                    )
+                }
+            }
+            Err(err) => {
+                failed += 1;
+                let reason = format!("{:#}", anyhow::Error::from(err));
+                let reason = reason.replace('\n', " ");
+                if args.json {
+                    json!({"drv": drv, "status": "failed", "error": reason}).to_string()
+                } else {
+                    format!("failed {drv}: {reason}")
+                }
+            }
+        };
+        bar.suspend(|| writeln!(stdout, "{line}"))?;
+    }
+    bar.finish_and_clear();
+    eprintln!("{} missing sources: {added} added, {failed} failed ({requests} archive requests)", missing.len());
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -85,6 +85,12 @@ pub enum FetchError {
     Submodule { swhid: String, name: String },
     #[error("{out} already exists", out = path.display())]
     Exists { path: PathBuf },
+    #[error("the vault could not give the tree ({vault}), and walking it failed")]
+    VaultThenWalk {
+        vault: String,
+        #[source]
+        source: Box<FetchError>,
+    },
 }
 
 /// Fetches sources by hash, verifying them before they reach their destination.
@@ -316,21 +322,24 @@ impl Fetcher {
     ) -> Result<(), FetchError> {
         let mut walk = DirectoryWalk::new(sha1_git, swhid);
         if !walk.list(&self.archive, self.walk_limit).await? {
-            match self.tree_from_vault(swhid, hash, out).await {
-                Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => {
-                    notes.push(format!("the vault could not give {swhid} ({}); walked it instead", error_chain(&err)));
-                }
-                Err(err @ FetchError::Download { .. }) => {
-                    notes.push(format!(
-                        "the vault's bundle of {swhid} broke off ({}); walked it instead",
-                        error_chain(&err)
-                    ));
-                }
+            let why = match self.tree_from_vault(swhid, hash, out).await {
+                Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => error_chain(&err),
+                Err(err @ FetchError::Download { .. }) => error_chain(&err),
                 other => return other,
-            }
-            walk.list(&self.archive, usize::MAX).await?;
+            };
+            notes.push(format!("the vault could not give {swhid} ({why}); walked it instead"));
+            let walked = match walk.list(&self.archive, usize::MAX).await {
+                Ok(_) => walk.download(&self.archive).await,
+                Err(err) => Err(err),
+            };
+            let tree = walked.map_err(|source| FetchError::VaultThenWalk { vault: why, source: Box::new(source) })?;
+            return self.verify_and_write(tree, swhid, hash, out);
         }
         let tree = walk.download(&self.archive).await?;
+        self.verify_and_write(tree, swhid, hash, out)
+    }
+
+    fn verify_and_write(&self, tree: Node, swhid: &str, hash: &Hash, out: &Path) -> Result<(), FetchError> {
         let actual = tree.nar_hash(hash.algo());
         if actual != *hash {
             return Err(FetchError::HashMismatch {

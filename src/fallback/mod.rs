@@ -13,6 +13,7 @@
 
 mod cache;
 mod fetch;
+pub mod prefetch;
 
 pub use cache::Cache;
-pub use fetch::{FetchError, FetchReport, FetchRequest, Fetcher, Mode};
+pub use fetch::{DEFAULT_WALK_LIMIT, FetchError, FetchReport, FetchRequest, Fetcher, Mode};

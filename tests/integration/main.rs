@@ -9,6 +9,7 @@ mod golden_hashing;
 mod hostile;
 mod lister;
 mod local_archive;
+mod prefetch;
 mod reference_tools;
 mod roundtrip;
 mod trees;
