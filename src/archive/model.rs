@@ -27,6 +27,7 @@ pub struct ExtId {
 /// One entry of `GET /directory/<sha1_git>/`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DirectoryEntry {
+    /// The name as the API spells it: see [`DirectoryEntry::name_bytes`].
     pub name: String,
     /// `file`, `dir` or `rev`; symlinks are `file` with perms 0o120000.
     #[serde(rename = "type")]
@@ -37,6 +38,43 @@ pub struct DirectoryEntry {
     pub length: Option<u64>,
     #[serde(default)]
     pub status: Option<String>,
+    /// The fields that were not UTF-8, so that the API wrote them escaped (`["name"]`).
+    #[serde(default)]
+    pub decoding_failures: Vec<String>,
+}
+
+impl DirectoryEntry {
+    /// The entry's exact name. The API writes a UTF-8 name as it is; any other name it writes
+    /// with swh-core's `decode_with_escape` (a backslash doubled, each byte outside valid UTF-8
+    /// as `\xHH`) and lists `name` in `decoding_failures`: that escape is undone here, so such
+    /// names come back exactly. `None` for an escaped name that is not such an escape.
+    pub fn name_bytes(&self) -> Option<Vec<u8>> {
+        if !self.decoding_failures.iter().any(|field| field == "name") {
+            return Some(self.name.as_bytes().to_vec());
+        }
+        let mut bytes = Vec::with_capacity(self.name.len());
+        let mut rest = self.name.as_bytes();
+        while let Some((&first, tail)) = rest.split_first() {
+            if first != b'\\' {
+                bytes.push(first);
+                rest = tail;
+                continue;
+            }
+            match tail {
+                [b'\\', after @ ..] => {
+                    bytes.push(b'\\');
+                    rest = after;
+                }
+                [b'x', high, low, after @ ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                    let hex = [*high, *low];
+                    bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+                    rest = after;
+                }
+                _ => return None,
+            }
+        }
+        Some(bytes)
+    }
 }
 
 /// `GET /revision/<sha1_git>/`.

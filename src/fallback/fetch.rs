@@ -391,13 +391,13 @@ struct DirectoryWalk {
     swhid: String,
     tree: Node,
     /// Directories still to list: their path in the tree, and their id.
-    pending: Vec<(String, String)>,
+    pending: Vec<(Vec<u8>, String)>,
     listed: usize,
     files: Vec<PendingFile>,
 }
 
 struct PendingFile {
-    path: String,
+    path: Vec<u8>,
     symlink: bool,
     executable: bool,
     sha1_git: String,
@@ -408,7 +408,7 @@ impl DirectoryWalk {
         DirectoryWalk {
             swhid: swhid.to_owned(),
             tree: Node::empty_directory(),
-            pending: vec![(String::new(), sha1_git.to_owned())],
+            pending: vec![(Vec::new(), sha1_git.to_owned())],
             listed: 0,
             files: Vec::new(),
         }
@@ -433,10 +433,16 @@ impl DirectoryWalk {
             }
             self.listed += 1;
             for entry in archive.directory(&id).await? {
-                let path = if prefix.is_empty() { entry.name.clone() } else { format!("{prefix}/{}", entry.name) };
+                let Some(name) = entry.name_bytes() else {
+                    return Err(self.tree_error(TreeError::HostileMember {
+                        path: entry.name,
+                        reason: "the archive names it with an escape that is not `\\\\` or `\\xHH`".into(),
+                    }));
+                };
+                let path = if prefix.is_empty() { name } else { [&prefix[..], b"/", &name].concat() };
                 match entry.kind.as_str() {
                     "dir" => {
-                        self.tree.insert(path.as_bytes(), Node::empty_directory()).map_err(|e| self.tree_error(e))?;
+                        self.tree.insert(&path, Node::empty_directory()).map_err(|e| self.tree_error(e))?;
                         self.pending.push((path, entry.target));
                     }
                     "file" => {
@@ -450,7 +456,10 @@ impl DirectoryWalk {
                             sha1_git: entry.target,
                         });
                     }
-                    _ => return Err(FetchError::Submodule { swhid: self.swhid.clone(), name: path }),
+                    _ => {
+                        let name = String::from_utf8_lossy(&path).into_owned();
+                        return Err(FetchError::Submodule { swhid: self.swhid.clone(), name });
+                    }
                 }
             }
         }
@@ -488,7 +497,7 @@ impl DirectoryWalk {
             } else {
                 Node::File { executable: file.executable, contents: bytes }
             };
-            self.tree.insert(file.path.as_bytes(), node).map_err(|e| self.tree_error(e))?;
+            self.tree.insert(&file.path, node).map_err(|e| self.tree_error(e))?;
         }
         Ok(self.tree)
     }

@@ -194,3 +194,35 @@ fn fetch_recovers_files_and_trees_and_explains_what_it_cannot() {
     let result = fetch(&[&format!("sha256:{}", sha256_hex(b"nobody has this"))], &tmp.path().join("none"));
     assert!(String::from_utf8_lossy(&result.stderr).contains("is not in the archive"));
 }
+
+#[test]
+fn names_that_are_not_utf8_come_back_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    // Not UTF-8, backslashes that could pass for escapes, both at once.
+    let names: [&[u8]; 5] = [b"plain", b"caf\xe9", b"back\\slash", b"x\\x41", b"\xff\xfe\\\xc3\xa9"];
+    let tmp = temp_dir();
+    let top = tmp.path().join("names");
+    fs::create_dir_all(top.join(std::ffi::OsStr::from_bytes(b"d\xff"))).unwrap();
+    for name in names {
+        fs::write(top.join(std::ffi::OsStr::from_bytes(name)), name).unwrap();
+    }
+    fs::write(top.join(std::ffi::OsStr::from_bytes(b"d\xff/in\\side")), b"inside").unwrap();
+    let nar_hex = line(tool("nix-hash").args(["--type", "sha256"]).arg(&top));
+    let swhid = local_archive().add_tree(&top, &nar_hex);
+
+    // As the web API lists them.
+    let listing = runtime().block_on(client().directory(swhid.rsplit(':').next().unwrap())).unwrap();
+    let mut listed: Vec<Vec<u8>> = listing.iter().map(|e| e.name_bytes().unwrap()).collect();
+    listed.sort();
+    let mut on_disk: Vec<Vec<u8>> =
+        fs::read_dir(&top).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+    on_disk.sort();
+    assert_eq!(listed, on_disk);
+
+    // And fetched back whole.
+    let out = tmp.path().join("fetched");
+    let result =
+        fetch_with_cache(&["--mode", "recursive", "--algo", "sha256", &nar_hex], &out, &tmp.path().join("data"));
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(line(tool("nix-hash").args(["--type", "sha256"]).arg(&out)), nar_hex);
+}

@@ -16,6 +16,7 @@ use crate::reference_tools::swh_program;
 pub struct LocalArchive {
     /// The web API root, ending in `/api/1/`.
     pub api: String,
+    storage_url: String,
     pub files_url: String,
     pub files_dir: PathBuf,
     loader_config: PathBuf,
@@ -134,6 +135,7 @@ impl LocalArchive {
 
         LocalArchive {
             api: format!("http://127.0.0.1:{web_port}/api/1/"),
+            storage_url,
             files_url: format!("http://127.0.0.1:{files_port}/"),
             files_dir,
             loader_config: dir.join("loader.yml"),
@@ -187,4 +189,45 @@ impl LocalArchive {
         assert!(out.status.success(), "swh vault cook failed:\n{}", String::from_utf8_lossy(&out.stderr));
         fs::read(&bundle).unwrap()
     }
+
+    /// Archives the tree at `path` straight into storage, as swh-model sees it, with a
+    /// `nar-sha256` ExtID: for trees the directory loader cannot take (swh.loader.core 5.24.2
+    /// fails on names that are not UTF-8, which git repositories can hold). Returns its SWHID.
+    pub fn add_tree(&self, path: &Path, nar_hex: &str) -> String {
+        let python = self.swh.parent().unwrap().join("python");
+        let out = Command::new(python)
+            .arg("-c")
+            .arg(ADD_TREE)
+            .arg(&self.storage_url)
+            .arg(path)
+            .arg(nar_hex)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "adding {} failed:\n{}", path.display(), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
 }
+
+const ADD_TREE: &str = r#"
+import os, sys
+from swh.model import from_disk
+from swh.model.model import ExtID
+from swh.model.swhids import CoreSWHID, ObjectType
+from swh.storage import get_storage
+
+storage_url, path, nar_hex = sys.argv[1], os.fsencode(sys.argv[2]), sys.argv[3]
+storage = get_storage("remote", url=storage_url)
+root = from_disk.Directory.from_disk(path=path, max_content_length=None)
+contents, directories = [], []
+for obj in root.iter_tree():
+    if isinstance(obj, from_disk.Content):
+        contents.append(obj.to_model().with_data())
+    elif isinstance(obj, from_disk.Directory):
+        directories.append(obj.to_model())
+storage.content_add(contents)
+storage.directory_add(directories)
+target = CoreSWHID(object_type=ObjectType.DIRECTORY, object_id=root.hash)
+storage.extid_add([ExtID(extid_type="nar-sha256", extid=bytes.fromhex(nar_hex), target=target, extid_version=1)])
+print(target)
+"#;
