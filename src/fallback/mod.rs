@@ -7,7 +7,10 @@
 //! - a tarball with a flat hash is kept unpacked: its `checksum-<algo>` ExtID names a directory,
 //!   from which the exact tarball cannot be rebuilt without a recipe;
 //! - a NAR-hashed tree is a directory named by the ExtID `nar-<algo>`, rebuilt here by walking it
-//!   through the API and checked by NAR-hashing the result;
+//!   through the API (a request per directory and per file) or from the vault's flat bundle (a
+//!   few requests whatever its size), and checked by NAR-hashing the result;
+//! - the directory listing names a non-UTF-8 entry with an escape (`\xHH`, `\\`) and flags it
+//!   in `decoding_failures`; UTF-8 names come as they are;
 //! - a tree fetched from git is also the root directory of its commit, whose id is the git
 //!   commit id (`swh:1:rev:`), if the repository itself was archived.
 
