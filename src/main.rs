@@ -48,10 +48,11 @@ enum Command {
 /// Where fetched sources come from, and where fetching keeps its cache.
 #[derive(clap::Args)]
 struct ArchiveArgs {
-    /// The archive's API root.
-    #[arg(long, env = "SWH_BRIDGE_ARCHIVE", default_value = swh_bridge::archive::PUBLIC_API)]
-    archive: url::Url,
-    /// Hashed mirrors to try after a source's own URLs, as Nix's `hashed-mirrors` (repeatable).
+    /// The archive's API root [default: the configuration file's, else the public archive].
+    #[arg(long, env = "SWH_BRIDGE_ARCHIVE")]
+    archive: Option<url::Url>,
+    /// Hashed mirrors to try after a source's own URLs, as Nix's `hashed-mirrors` (repeatable;
+    /// adds to the configuration file's).
     #[arg(long = "hashed-mirror")]
     hashed_mirrors: Vec<String>,
     /// Where the cache lives [default: $XDG_DATA_HOME/swh-bridge].
@@ -64,19 +65,42 @@ struct ArchiveArgs {
     /// larger ones come from the vault (0: always the vault first).
     #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_WALK_LIMIT)]
     walk_limit: usize,
+    /// When the archive rate-limits, wait for the reset if it comes within this many seconds;
+    /// else stop, saying when to retry.
+    #[arg(long, default_value_t = 0)]
+    max_wait: u64,
+    /// The configuration file [default: $XDG_CONFIG_HOME/swh-bridge/config.json, if present].
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// The archive settings, once flags, environment and configuration file are merged.
+struct Archive {
+    fetcher: swh_bridge::fallback::Fetcher,
+    hashed_mirrors: Vec<String>,
+    data_dir: PathBuf,
 }
 
 impl ArchiveArgs {
-    fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir)
-    }
-
-    fn fetcher(&self) -> swh_bridge::fallback::Fetcher {
+    fn resolve(self) -> Result<Archive> {
         use swh_bridge::archive::{ArchiveClient, ClientConfig};
+        use swh_bridge::config::Config;
+
+        let config = Config::load(&self.config.unwrap_or_else(Config::default_path))?;
+        let api = match (self.archive, config.archive) {
+            (Some(api), _) | (None, Some(api)) => api,
+            (None, None) => url::Url::parse(swh_bridge::archive::PUBLIC_API).expect("the public API URL is valid"),
+        };
+        let mut client = ClientConfig::for_api(api);
+        client.token = client.token.or(config.token);
+        client.max_rate_limit_wait = std::time::Duration::from_secs(self.max_wait);
+        let data_dir = self.data_dir.unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir);
+        let fetcher = swh_bridge::fallback::Fetcher::new(ArchiveClient::new(client)).with_walk_limit(self.walk_limit);
         let fetcher =
-            swh_bridge::fallback::Fetcher::new(ArchiveClient::new(ClientConfig::for_api(self.archive.clone())))
-                .with_walk_limit(self.walk_limit);
-        if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&self.data_dir())) }
+            if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&data_dir)) };
+        let mut hashed_mirrors = self.hashed_mirrors;
+        hashed_mirrors.extend(config.hashed_mirrors);
+        Ok(Archive { fetcher, hashed_mirrors, data_dir })
     }
 }
 
@@ -597,17 +621,18 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
         }
         (None, name) => bail!("--name {name:?} cannot name a file: give -o OUT"),
     };
-    let fetcher = args.archive.fetcher();
+    let archive = args.archive.resolve()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let request = FetchRequest {
         hash: &hash,
         mode,
         urls: &args.urls,
         git_commit: args.git_commit.as_deref(),
-        hashed_mirrors: &args.archive.hashed_mirrors,
+        hashed_mirrors: &archive.hashed_mirrors,
     };
-    let report =
-        runtime.block_on(fetcher.fetch(&request, &output)).with_context(|| format!("failed to fetch {hash}"))?;
+    let report = runtime
+        .block_on(archive.fetcher.fetch(&request, &output))
+        .with_context(|| format!("failed to fetch {hash}"))?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
@@ -626,8 +651,8 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {
 
     let store = NixStore::new(args.store.clone());
     let missing = store.missing_fixed_outputs(&args.drvs).context("failed to read the derivations' closure")?;
-    let fetcher = args.archive.fetcher();
-    let scratch = args.archive.data_dir().join("scratch");
+    let archive = args.archive.resolve()?;
+    let scratch = archive.data_dir.join("scratch");
     std::fs::create_dir_all(&scratch).with_context(|| format!("failed to create {}", scratch.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let bar = indicatif::ProgressBar::new(missing.len() as u64).with_style(
@@ -642,7 +667,7 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {
         let result = source.and_then(|source| {
             bar.set_message(source.name().to_owned());
             runtime
-                .block_on(prefetch_source(&fetcher, &store, &source, &args.archive.hashed_mirrors, &scratch))
+                .block_on(prefetch_source(&archive.fetcher, &store, &source, &archive.hashed_mirrors, &scratch))
                 .map(|report| (source, report))
         });
         bar.inc(1);

@@ -55,3 +55,39 @@ fn restore_refuses_an_existing_destination() {
     let stderr = failure(bridge().args(["nar", "restore"]).arg(tmp.path()));
     assert!(stderr.contains("already exists"), "{stderr}");
 }
+
+#[test]
+fn the_configuration_file_gives_archive_and_token_and_refuses_typos() {
+    let tmp = crate::trees::temp_dir();
+    let mut server = mockito::Server::new();
+    let hex = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // sha256 of "hello"
+    let content = r#"{"checksums": {"sha1_git": "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"}, "status": "visible"}"#;
+    server
+        .mock("GET", format!("/api/1/content/sha256:{hex}/").as_str())
+        .match_header("authorization", "Bearer from-config")
+        .with_body(content)
+        .create();
+    server
+        .mock("GET", format!("/api/1/content/sha256:{hex}/raw/").as_str())
+        .match_header("authorization", "Bearer from-config")
+        .with_body("hello")
+        .create();
+    let config = tmp.path().join("config.json");
+    std::fs::write(&config, format!(r#"{{"archive": "{}/api/1/", "token": "from-config"}}"#, server.url())).unwrap();
+    let out = tmp.path().join("hello");
+    let fetch = |config: &std::path::Path, out: &std::path::Path| {
+        let mut cmd = bridge();
+        cmd.args(["fetch", &format!("sha256:{hex}"), "--no-cache", "--config"]).arg(config).arg("-o").arg(out);
+        cmd.env_remove("SWH_TOKEN").env_remove("SWH_BRIDGE_ARCHIVE");
+        cmd.output().unwrap()
+    };
+    let result = fetch(&config, &out);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(std::fs::read(&out).unwrap(), b"hello");
+
+    std::fs::write(&config, r#"{"archve": "http://127.0.0.1:1/api/1/"}"#).unwrap();
+    let result = fetch(&config, &tmp.path().join("other"));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(stderr.contains("failed to parse") && stderr.contains("unknown field `archve`"), "{stderr}");
+}
