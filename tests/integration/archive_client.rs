@@ -235,3 +235,59 @@ fn a_git_tree_is_found_through_its_commit_when_no_extid_maps_it() {
     let err = runtime().block_on(fetcher.fetch(&without, &tmp.path().join("other"))).unwrap_err();
     assert!(err.to_string().contains("is not in the archive"), "{err}");
 }
+
+/// Serves `answers` (path → raw HTTP response) to whoever connects, one request a connection.
+fn raw_http_server(answers: Vec<(String, Vec<u8>)>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            reader.read_line(&mut request_line).unwrap();
+            // Skip the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            let answer = answers.iter().find(|(p, _)| *p == path).map(|(_, a)| a.clone());
+            let answer = answer.unwrap_or_else(|| b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec());
+            let _ = stream.write_all(&answer);
+        }
+    });
+    url
+}
+
+#[test]
+fn a_download_cut_short_is_an_error_and_writes_nothing() {
+    let hex = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // sha256 of "hello"
+    let info = br#"{"checksums": {"sha1_git": "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"}, "status": "visible"}"#;
+    let mut info_answer =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", info.len()).into_bytes();
+    info_answer.extend_from_slice(info);
+    // Promises 5 bytes, sends 3, and hangs up.
+    let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhel".to_vec();
+    let url = raw_http_server(vec![
+        (format!("/api/1/content/sha256:{hex}/"), info_answer),
+        (format!("/api/1/content/sha256:{hex}/raw/"), cut),
+    ]);
+    let mut config = ClientConfig::for_api(format!("{url}/api/1/").parse().unwrap());
+    config.token = None;
+    config.retries = 0;
+    let fetcher = swh_bridge::fallback::Fetcher::new(ArchiveClient::new(config));
+    let hash = swh_bridge::hashing::Hash::parse(hex, Some(swh_bridge::hashing::HashAlgo::Sha256)).unwrap();
+    let tmp = crate::trees::temp_dir();
+    let request = swh_bridge::fallback::FetchRequest {
+        hash: &hash,
+        mode: swh_bridge::fallback::Mode::Flat,
+        urls: &[],
+        git_commit: None,
+        hashed_mirrors: &[],
+    };
+    let err = runtime().block_on(fetcher.fetch(&request, &tmp.path().join("hello"))).unwrap_err();
+    assert!(err.to_string().starts_with("failed to download"), "{err}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing is left behind");
+}
