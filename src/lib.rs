@@ -8,5 +8,6 @@ pub mod config;
 pub mod fallback;
 pub mod hashing;
 pub mod listers;
+pub mod recipes;
 pub mod sources;
 pub mod store;

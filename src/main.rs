@@ -43,6 +43,37 @@ enum Command {
     /// Add the sources that building derivations needs, and the store lacks, to the Nix store:
     /// fetched by hash, verified, and placed at the output paths Nix expects.
     Prefetch(PrefetchArgs),
+    /// Record, rebuild and inspect tarball recipes: what Software Heritage drops when it archives
+    /// a tarball unpacked.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+}
+
+#[derive(Subcommand)]
+enum RecipeCommand {
+    /// Record how to rebuild FILE from its unpacked tree; checked by rebuilding it at once.
+    Create {
+        file: PathBuf,
+        /// The hash FILE must have (any spelling Nix uses).
+        #[arg(long)]
+        expect: Option<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Rebuild the file from the tree it was unpacked to (the directory holding its top folder).
+    Apply {
+        recipe: PathBuf,
+        #[arg(long)]
+        tree: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Summarise a recipe.
+    Show {
+        recipe: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where fetched sources come from, and where fetching keeps its cache.
@@ -359,6 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => list(args),
         Command::Fetch(args) => fetch(args),
         Command::Prefetch(args) => prefetch(args),
+        Command::Recipe(command) => recipe(command),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
             nar::dump_path(&path, io::stdout().lock()).with_context(|| format!("failed to dump {}", path.display()))?;
@@ -702,4 +734,85 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     eprintln!("{} missing sources: {added} added, {failed} failed ({requests} archive requests)", missing.len());
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn recipe(command: RecipeCommand) -> Result<ExitCode> {
+    use swh_bridge::hashing::tree::disk;
+    use swh_bridge::hashing::tree::memory::NodeBuilder;
+    use swh_bridge::recipes::{Compression, Container, Recipe};
+
+    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
+    match command {
+        RecipeCommand::Create { file, expect, output } => {
+            let bytes = read(&file)?;
+            if let Some(expect) = expect {
+                let expected = Hash::parse(&expect, None)?;
+                let mut hasher = expected.algo().hasher();
+                hasher.update(&bytes);
+                let actual = hasher.finish();
+                if actual != expected {
+                    bail!("{} hashes to {actual}, not {expected}", file.display());
+                }
+            }
+            let (recipe, _) =
+                Recipe::create(&bytes).with_context(|| format!("failed to make a recipe for {}", file.display()))?;
+            let encoded = recipe.encode();
+            write_atomically(&output, |out| Ok(out.write_all(&encoded)?))?;
+            eprintln!(
+                "{}: {} bytes of recipe for {} bytes ({:.2} %), tree {}",
+                output.display(),
+                encoded.len(),
+                bytes.len(),
+                100.0 * encoded.len() as f64 / bytes.len().max(1) as f64,
+                recipe.tree
+            );
+        }
+        RecipeCommand::Apply { recipe, tree, output } => {
+            let recipe =
+                Recipe::decode(&read(&recipe)?).with_context(|| format!("failed to read {}", recipe.display()))?;
+            let mut builder = NodeBuilder::new();
+            disk::walk(&tree, &disk::WalkOptions::nix(), &mut builder)
+                .with_context(|| format!("failed to read {}", tree.display()))?;
+            let node = builder.finish().with_context(|| format!("{} is not a tree", tree.display()))?;
+            let file = recipe.apply(&node).with_context(|| format!("failed to rebuild from {}", tree.display()))?;
+            write_atomically(&output, |out| Ok(out.write_all(&file)?))?;
+            eprintln!("rebuilt {} ({} bytes, {})", output.display(), file.len(), recipe.expected_hash()?);
+        }
+        RecipeCommand::Show { recipe: path, json } => {
+            let bytes = read(&path)?;
+            let recipe = Recipe::decode(&bytes).with_context(|| format!("failed to read {}", path.display()))?;
+            let Container::Tar(tar) = &recipe.container;
+            let literal: usize = tar
+                .members
+                .iter()
+                .map(|m| match &m.data {
+                    swh_bridge::recipes::tar::Data::Literal(b) => b.len(),
+                    swh_bridge::recipes::tar::Data::Tree => 0,
+                })
+                .sum();
+            let members = match &recipe.compression {
+                Compression::Gzip(layer) => layer.members.len(),
+                Compression::None => 0,
+            };
+            let summary = json!({
+                "sha256": recipe.expected_hash()?.to_sri(),
+                "size": recipe.size,
+                "tree": recipe.tree,
+                "compression": recipe.compression.name(),
+                "compressed_members": members,
+                "container": "tar",
+                "tar_members": tar.members.len(),
+                "literal_bytes": literal,
+                "recipe_bytes": bytes.len(),
+            });
+            if json {
+                println!("{summary}");
+            } else {
+                for (key, value) in summary.as_object().expect("an object") {
+                    println!("{key:>20}: {}", value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

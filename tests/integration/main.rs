@@ -10,6 +10,7 @@ mod hostile;
 mod lister;
 mod local_archive;
 mod prefetch;
+mod recipes;
 mod reference_tools;
 mod roundtrip;
 mod trees;
