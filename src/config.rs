@@ -6,7 +6,8 @@
 //! ```json
 //! { "archive": "https://archive.softwareheritage.org/api/1/",
 //!   "token": "…",
-//!   "hashed_mirrors": ["https://tarballs.nixos.org"] }
+//!   "hashed_mirrors": ["https://tarballs.nixos.org"],
+//!   "recipes": "https://example.org/recipes/" }
 //! ```
 //!
 //! Unknown keys are refused, so that a misspelt one is not silently ignored.
@@ -25,6 +26,8 @@ pub struct Config {
     /// Hashed mirrors tried after a source's own URLs.
     #[serde(default)]
     pub hashed_mirrors: Vec<String>,
+    /// A recipe store: a directory or an HTTP base URL.
+    pub recipes: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

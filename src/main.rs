@@ -57,8 +57,12 @@ enum RecipeCommand {
         /// The hash FILE must have (any spelling Nix uses).
         #[arg(long)]
         expect: Option<String>,
-        #[arg(short, long)]
-        output: PathBuf,
+        /// Where to write the recipe.
+        #[arg(short, long, required_unless_present = "store")]
+        output: Option<PathBuf>,
+        /// A recipe store directory to add it to, under each of FILE's hashes.
+        #[arg(long)]
+        store: Option<PathBuf>,
     },
     /// Rebuild the file from the tree it was unpacked to (the directory holding its top folder).
     Apply {
@@ -100,6 +104,10 @@ struct ArchiveArgs {
     /// else stop, saying when to retry.
     #[arg(long, default_value_t = 0)]
     max_wait: u64,
+    /// A recipe store (a directory or an HTTP base URL) for rebuilding tarballs that the archive
+    /// keeps unpacked [default: the configuration file's].
+    #[arg(long)]
+    recipes: Option<String>,
     /// The configuration file [default: $XDG_CONFIG_HOME/swh-bridge/config.json, if present].
     #[arg(long)]
     config: Option<PathBuf>,
@@ -129,6 +137,10 @@ impl ArchiveArgs {
         let fetcher = swh_bridge::fallback::Fetcher::new(ArchiveClient::new(client)).with_walk_limit(self.walk_limit);
         let fetcher =
             if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&data_dir)) };
+        let fetcher = match self.recipes.or(config.recipes) {
+            Some(location) => fetcher.with_recipes(swh_bridge::recipes::store::RecipeStore::new(&location)),
+            None => fetcher,
+        };
         let mut hashed_mirrors = self.hashed_mirrors;
         hashed_mirrors.extend(config.hashed_mirrors);
         Ok(Archive { fetcher, hashed_mirrors, data_dir })
@@ -743,7 +755,7 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
 
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
     match command {
-        RecipeCommand::Create { file, expect, output } => {
+        RecipeCommand::Create { file, expect, output, store } => {
             let bytes = read(&file)?;
             if let Some(expect) = expect {
                 let expected = Hash::parse(&expect, None)?;
@@ -757,10 +769,18 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
             let (recipe, _) =
                 Recipe::create(&bytes).with_context(|| format!("failed to make a recipe for {}", file.display()))?;
             let encoded = recipe.encode();
-            write_atomically(&output, |out| Ok(out.write_all(&encoded)?))?;
+            let mut written = Vec::new();
+            if let Some(output) = output {
+                write_atomically(&output, |out| Ok(out.write_all(&encoded)?))?;
+                written.push(output);
+            }
+            if let Some(store) = store {
+                let store = swh_bridge::recipes::store::RecipeStore::Directory(store);
+                written.extend(store.put(&recipe, &bytes)?);
+            }
             eprintln!(
                 "{}: {} bytes of recipe for {} bytes ({:.2} %), tree {}",
-                output.display(),
+                written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
                 encoded.len(),
                 bytes.len(),
                 100.0 * encoded.len() as f64 / bytes.len().max(1) as f64,

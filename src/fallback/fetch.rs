@@ -6,11 +6,14 @@ use std::time::Duration;
 use super::cache::{Cache, write_file_atomically};
 use crate::archive::{ApiError, ArchiveClient};
 use crate::hashing::nar::{self, NarHasher, NarWriter};
+use crate::hashing::tree::disk;
 use crate::hashing::tree::disk::{Restorer, parent_dir, persist_no_replace, rename_no_replace, staging_dir_beside};
-use crate::hashing::tree::memory::Node;
+use crate::hashing::tree::memory::{Node, NodeBuilder};
 use crate::hashing::tree::tarball::replay_in_nar_order;
 use crate::hashing::tree::{ExecutableRule, Limits, Tee, TreeError};
-use crate::hashing::{Hash, Hasher};
+use crate::hashing::{Hash, HashAlgo, Hasher};
+use crate::recipes::store::RecipeStore;
+use crate::recipes::{Recipe, RecipeError};
 
 /// How the hash covers the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,15 @@ pub enum FetchError {
     Submodule { swhid: String, name: String },
     #[error("{out} already exists", out = path.display())]
     Exists { path: PathBuf },
+    #[error("failed to rebuild {hash} from the tree {swhid} and its recipe")]
+    Recipe {
+        hash: String,
+        swhid: String,
+        #[source]
+        source: RecipeError,
+    },
+    #[error(transparent)]
+    RecipeStore(#[from] crate::recipes::store::StoreError),
     #[error("the vault could not give the tree ({vault}), and walking it failed")]
     VaultThenWalk {
         vault: String,
@@ -98,6 +110,7 @@ pub struct Fetcher {
     archive: Arc<ArchiveClient>,
     http: reqwest::Client,
     cache: Option<Cache>,
+    recipes: Option<RecipeStore>,
     walk_limit: usize,
     vault_poll: Duration,
 }
@@ -116,9 +129,16 @@ impl Fetcher {
             archive: Arc::new(archive),
             http: reqwest::Client::new(),
             cache: None,
+            recipes: None,
             walk_limit: DEFAULT_WALK_LIMIT,
             vault_poll: Duration::from_secs(5),
         }
+    }
+
+    /// Rebuilds flat-hashed tarballs that the archive keeps unpacked with the recipes in `store`.
+    pub fn with_recipes(mut self, store: RecipeStore) -> Fetcher {
+        self.recipes = Some(store);
+        self
     }
 
     /// Walks directories through the API only while that costs at most `limit` requests (0:
@@ -239,12 +259,68 @@ impl Fetcher {
             }
         }
         let extid = match self.archive.extid(&format!("checksum-{algo}"), hash.digest()).await {
-            Err(ApiError::NotFound { .. }) => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
-            other => other?,
+            Err(ApiError::NotFound { .. }) => None,
+            other => Some(other?),
         };
-        match extid.target.strip_prefix("swh:1:cnt:") {
-            Some(sha1_git) => self.content_to("sha1_git", sha1_git, hash, out).await,
-            None => Err(FetchError::NeedsRecipe { hash: hash.to_sri(), swhid: extid.target }),
+        if let Some(sha1_git) = extid.as_ref().and_then(|extid| extid.target.strip_prefix("swh:1:cnt:")) {
+            return self.content_to("sha1_git", sha1_git, hash, out).await;
+        }
+        // A tarball: the archive has its tree (under the ExtID, or under the tree a recipe names).
+        let recipe = match &self.recipes {
+            Some(store) => store.get(hash).await?,
+            None => None,
+        };
+        match (recipe, extid) {
+            (Some(recipe), _) => self.file_from_recipe(&recipe, hash, out).await,
+            (None, Some(extid)) => Err(FetchError::NeedsRecipe { hash: hash.to_sri(), swhid: extid.target }),
+            (None, None) => Err(FetchError::NotArchived { hash: hash.to_sri() }),
+        }
+    }
+
+    /// Rebuilds a tarball from the tree its recipe names, fetched from the archive.
+    async fn file_from_recipe(&self, recipe: &Recipe, hash: &Hash, out: &Path) -> Result<String, FetchError> {
+        let tree = self.directory_node(&recipe.tree).await?;
+        let origin = format!("archive {} + recipe", recipe.tree);
+        let recipe = recipe.clone();
+        let built =
+            tokio::task::spawn_blocking(move || recipe.apply(&tree).map_err(|source| (recipe.tree.clone(), source)));
+        let bytes = built
+            .await
+            .expect("applying a recipe does not panic")
+            .map_err(|(swhid, source)| FetchError::Recipe { hash: hash.to_sri(), swhid, source })?;
+        // The recipe checked its own sha256; the request may name another algorithm.
+        let mut hasher = hash.algo().hasher();
+        hasher.update(&bytes);
+        let actual = hasher.finish();
+        if actual != *hash {
+            return Err(FetchError::HashMismatch { origin, expected: hash.clone(), actual });
+        }
+        write_file_atomically(&bytes, out).map_err(|source| FetchError::Write { path: out.to_owned(), source })?;
+        Ok(origin)
+    }
+
+    /// A directory of the archive in memory: walked while small, else from the vault.
+    async fn directory_node(&self, swhid: &str) -> Result<Node, FetchError> {
+        let sha1_git =
+            swhid.strip_prefix("swh:1:dir:").ok_or_else(|| FetchError::NotArchived { hash: swhid.to_owned() })?;
+        let mut walk = DirectoryWalk::new(sha1_git, swhid);
+        if walk.list(&self.archive, self.walk_limit).await? {
+            return walk.download(&self.archive).await;
+        }
+        let scratch = tempfile::tempdir().map_err(|source| FetchError::Write { path: std::env::temp_dir(), source })?;
+        let unpacked = scratch.path().join("tree");
+        match self.tree_from_vault(swhid, None, &unpacked).await {
+            Ok(()) => {
+                let mut builder = NodeBuilder::new();
+                disk::walk(&unpacked, &disk::WalkOptions::nix(), &mut builder)
+                    .map_err(|source| FetchError::Tree { swhid: swhid.to_owned(), source })?;
+                Ok(builder.finish().expect("a walked directory is a tree"))
+            }
+            Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => {
+                walk.list(&self.archive, usize::MAX).await?;
+                walk.download(&self.archive).await
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -322,7 +398,7 @@ impl Fetcher {
     ) -> Result<(), FetchError> {
         let mut walk = DirectoryWalk::new(sha1_git, swhid);
         if !walk.list(&self.archive, self.walk_limit).await? {
-            let why = match self.tree_from_vault(swhid, hash, out).await {
+            let why = match self.tree_from_vault(swhid, Some(hash), out).await {
                 Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => error_chain(&err),
                 Err(err @ FetchError::Download { .. }) => error_chain(&err),
                 other => return other,
@@ -355,7 +431,8 @@ impl Fetcher {
 
     /// Cooks the directory's flat bundle in the vault, downloads it beside `out`, and unpacks it
     /// there, checking its NAR hash, before renaming it to `out`.
-    async fn tree_from_vault(&self, swhid: &str, hash: &Hash, out: &Path) -> Result<(), FetchError> {
+    /// With no `hash`, the tree is unpacked unchecked (for a recipe, which checks what it builds).
+    async fn tree_from_vault(&self, swhid: &str, hash: Option<&Hash>, out: &Path) -> Result<(), FetchError> {
         self.archive.vault_wait("flat", swhid, self.vault_poll).await?;
         let mut response = self.archive.vault_download("flat", swhid).await?;
         let write_error = |source| FetchError::Write { path: out.to_owned(), source };
@@ -370,13 +447,13 @@ impl Fetcher {
         }
         file.flush().map_err(write_error)?;
         drop(file);
-        let (swhid, expected, out) = (swhid.to_owned(), hash.clone(), out.to_owned());
+        let (swhid, expected, out) = (swhid.to_owned(), hash.cloned(), out.to_owned());
         let unpacked = tokio::task::spawn_blocking(move || {
-            unpack_bundle(&bundle, &staging.path().join("tree"), &swhid, &expected, &out)?;
+            unpack_bundle(&bundle, &staging.path().join("tree"), &swhid, expected.as_ref(), &out)?;
             Ok::<_, FetchError>(out)
         });
         let out = unpacked.await.expect("unpacking a bundle does not panic")?;
-        if let Some(cache) = &self.cache {
+        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
             warn_unkept(
                 hash,
                 cache.put_with(hash, Mode::Recursive, |w| nar::dump_path(&out, w).map_err(std::io::Error::other)),
@@ -506,7 +583,14 @@ impl DirectoryWalk {
 /// Unpacks a flat bundle (a tar.gz holding the tree under a top folder named by its SWHID) to
 /// `staged`, NAR-hashing it on the way, and renames it to `out` if the hash is `expected`. A
 /// bundle out of NAR order is read again into memory.
-fn unpack_bundle(bundle: &Path, staged: &Path, swhid: &str, expected: &Hash, out: &Path) -> Result<(), FetchError> {
+fn unpack_bundle(
+    bundle: &Path,
+    staged: &Path,
+    swhid: &str,
+    expected: Option<&Hash>,
+    out: &Path,
+) -> Result<(), FetchError> {
+    let algo = expected.map_or(HashAlgo::Sha256, Hash::algo);
     let tree_error = |source| FetchError::Tree { swhid: swhid.to_owned(), source };
     let open = || {
         std::fs::File::open(bundle)
@@ -514,7 +598,7 @@ fn unpack_bundle(bundle: &Path, staged: &Path, swhid: &str, expected: &Hash, out
             .map_err(|source| FetchError::Write { path: bundle.to_owned(), source })
     };
     let origin = format!("the vault's flat bundle of {swhid}");
-    let mut sink = Tee::new(NarHasher::new(expected.algo()).map_err(tree_error)?, Restorer::new(staged));
+    let mut sink = Tee::new(NarHasher::new(algo).map_err(tree_error)?, Restorer::new(staged));
     let actual =
         match replay_in_nar_order(open()?, swhid.as_bytes(), Limits::default(), ExecutableRule::Owner, &mut sink) {
             Ok(()) => sink.into_inner().0.finish().map_err(tree_error)?,
@@ -530,15 +614,15 @@ fn unpack_bundle(bundle: &Path, staged: &Path, swhid: &str, expected: &Hash, out
                         }));
                     }
                 };
-                let actual = tree.nar_hash(expected.algo());
-                if actual == *expected {
+                let actual = tree.nar_hash(algo);
+                if expected.is_none_or(|expected| actual == *expected) {
                     return write_tree(&tree, out, swhid);
                 }
                 actual
             }
             Err(err) => return Err(tree_error(err)),
         };
-    if actual != *expected {
+    if let Some(expected) = expected.filter(|expected| actual != **expected) {
         return Err(FetchError::HashMismatch { origin, expected: expected.clone(), actual });
     }
     rename_no_replace(staged, out).map_err(|source| FetchError::Write { path: out.to_owned(), source })

@@ -12,6 +12,7 @@
 //! version byte, then the [`Recipe`] in postcard's encoding, compressed with xz.
 
 pub mod gzip;
+pub mod store;
 pub mod tar;
 
 use std::io::{Read, Write};

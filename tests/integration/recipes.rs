@@ -131,3 +131,46 @@ fn damaged_recipes_and_wrong_trees_are_refused_with_the_reason() {
     let stderr = failure(bridge().args(["recipe", "create"]).arg(&recipe).arg("-o").arg(tmp.path().join("r")));
     assert!(stderr.contains("not a tar archive"), "{stderr}");
 }
+
+#[test]
+fn fetch_rebuilds_a_tarball_the_archive_keeps_unpacked_from_its_recipe() {
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("rebuilt-3.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    fs::remove_file(tmp.path().join("rebuilt-3.0/big.bin")).unwrap();
+    sh("tar -cf - rebuilt-3.0 | gzip -9 > rebuilt-3.0.tar.gz", tmp.path());
+    let tarball = tmp.path().join("rebuilt-3.0.tar.gz");
+    let bytes = fs::read(&tarball).unwrap();
+    let hex = line(tool("sha256sum").arg(&tarball)).split_whitespace().next().unwrap().to_owned();
+    local_archive().load("directory", "rebuilt-3.0.tar.gz", &bytes, &[("sha256", &hex)], None);
+    // Upstream is gone.
+    fs::remove_file(local_archive().files_dir.join("rebuilt-3.0.tar.gz")).unwrap();
+
+    let store = tmp.path().join("recipes");
+    output(bridge().args(["recipe", "create"]).arg(&tarball).arg("--store").arg(&store));
+    let fetch = |hash: &str, out: &Path, recipes: bool| {
+        let mut cmd = bridge();
+        cmd.args(["fetch", hash, "--no-cache", "--archive", &local_archive().api]).arg("-o").arg(out);
+        cmd.arg("--url").arg(format!("{}rebuilt-3.0.tar.gz", local_archive().files_url));
+        if recipes {
+            cmd.arg("--recipes").arg(&store);
+        }
+        cmd.output().unwrap()
+    };
+
+    let without = fetch(&format!("sha256:{hex}"), &tmp.path().join("without.tar.gz"), false);
+    assert!(String::from_utf8_lossy(&without.stderr).contains("recipe"));
+
+    let out = tmp.path().join("fetched.tar.gz");
+    let result = fetch(&format!("sha256:{hex}"), &out, true);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(stderr.contains("+ recipe"), "{stderr}");
+    assert!(fs::read(&out).unwrap() == bytes, "the rebuilt tarball differs");
+
+    // By its sha512 too: no ExtID has it, the store's alias leads to the same tree.
+    let sha512 = line(tool("nix").args(["hash", "file", "--type", "sha512"]).arg(&tarball));
+    let out = tmp.path().join("by-sha512.tar.gz");
+    let result = fetch(&sha512, &out, true);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(fs::read(&out).unwrap() == bytes);
+}
