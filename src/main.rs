@@ -812,6 +812,8 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
                 .sum();
             let members = match &recipe.compression {
                 Compression::Gzip(layer) => layer.members.len(),
+                Compression::Xz(_) => 1,
+                Compression::Bzip2(layer) => layer.streams.len(),
                 Compression::None => 0,
             };
             let summary = json!({

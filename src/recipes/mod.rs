@@ -11,9 +11,11 @@
 //! The file format (see `docs/recipe-format.md`): the magic `swh-bridge recipe\n`, a format
 //! version byte, then the [`Recipe`] in postcard's encoding, compressed with xz.
 
+pub mod bzip2;
 pub mod gzip;
 pub mod store;
 pub mod tar;
+pub mod xz;
 
 use std::io::{Read, Write};
 
@@ -63,6 +65,8 @@ pub struct Recipe {
 pub enum Compression {
     None,
     Gzip(gzip::GzipLayer),
+    Xz(xz::XzLayer),
+    Bzip2(bzip2::Bzip2Layer),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +79,8 @@ impl Compression {
         match self {
             Compression::None => "none",
             Compression::Gzip(_) => "gzip",
+            Compression::Xz(_) => "xz",
+            Compression::Bzip2(_) => "bzip2",
         }
     }
 }
@@ -92,11 +98,19 @@ impl Recipe {
         let (compression, plain) = if file.starts_with(&[0x1f, 0x8b]) {
             let (layer, plain) = gzip::GzipLayer::create(file)?;
             (Compression::Gzip(layer), std::borrow::Cow::Owned(plain))
+        } else if file.starts_with(b"BZh") {
+            let (layer, plain) = bzip2::Bzip2Layer::create(file)?;
+            (Compression::Bzip2(layer), std::borrow::Cow::Owned(plain))
+        } else if file.starts_with(b"\xfd7zXZ\0") {
+            let (layer, plain) = xz::XzLayer::create(file)?;
+            (Compression::Xz(layer), std::borrow::Cow::Owned(plain))
         } else {
             (Compression::None, std::borrow::Cow::Borrowed(file))
         };
         if !tar::starts_like_tar(&plain) {
-            return Err(RecipeError::Unsupported("the file is not a tar archive (nor a gzip-compressed one)".into()));
+            return Err(RecipeError::Unsupported(
+                "the file is not a tar archive (nor a gzip-, xz- or bzip2-compressed one)".into(),
+            ));
         }
         let tree = Node::from_tar(&plain[..], Limits::default(), ExecutableRule::Owner).map_err(RecipeError::Unpack)?;
         let container = Container::Tar(tar::TarLayer::create(&plain, &tree)?);
@@ -124,6 +138,16 @@ impl Recipe {
         let file = match &self.compression {
             Compression::None => plain,
             Compression::Gzip(layer) => {
+                let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 30));
+                layer.apply(&plain, &mut out)?;
+                out
+            }
+            Compression::Xz(layer) => {
+                let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 30));
+                layer.apply(&plain, &mut out)?;
+                out
+            }
+            Compression::Bzip2(layer) => {
                 let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 30));
                 layer.apply(&plain, &mut out)?;
                 out

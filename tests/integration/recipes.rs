@@ -1,5 +1,6 @@
-//! Recipes on tarballs made by the real tools (GNU tar in each format, gzip at each level, `git
-//! archive`, Python's tarfile), rebuilt from what GNU tar extracts, compared byte for byte.
+//! Recipes on tarballs made by the real tools (GNU tar in each format; gzip, xz and bzip2 at
+//! several settings; `git archive`; Python's tarfile), rebuilt from what GNU tar extracts,
+//! compared byte for byte.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ fn sh(script: &str, dir: &Path) {
 }
 
 #[test]
-fn gnu_tar_and_gzip_tarballs_round_trip_in_every_format_and_level() {
+fn gnu_tar_gzip_xz_and_bzip2_tarballs_round_trip_in_every_format_and_level() {
     let tmp = temp_dir();
     make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: true });
     // A name over 100 bytes: GNU's long-name member, pax's path record, ustar's prefix field.
@@ -51,6 +52,22 @@ fn gnu_tar_and_gzip_tarballs_round_trip_in_every_format_and_level() {
     sh("tar -cf pkg.tar pkg-1.0 && gzip -k -9 pkg.tar && mv pkg.tar.gz named.tar.gz", tmp.path());
     sh("head -c 20480 pkg.tar | gzip > two.tar.gz && tail -c +20481 pkg.tar | gzip >> two.tar.gz", tmp.path());
     made.extend(["named.tar.gz".into(), "two.tar.gz".into(), "pkg.tar".into()]);
+    // xz: presets, -e, the multithreaded encoder's blocks, another check; bzip2: block sizes, and
+    // two streams.
+    for (name, command) in [
+        ("xz0.tar.xz", "xz -0"),
+        ("xz6.tar.xz", "xz -6"),
+        ("xz9e.tar.xz", "xz -9e"),
+        ("xzmt.tar.xz", "xz -T2 --block-size=1MiB"),
+        ("xzsha.tar.xz", "xz -C sha256"),
+        ("bz1.tar.bz2", "bzip2 -1"),
+        ("bz9.tar.bz2", "bzip2 -9"),
+    ] {
+        sh(&format!("{command} -c pkg.tar > {name}"), tmp.path());
+        made.push(name.into());
+    }
+    sh("head -c 20480 pkg.tar | bzip2 > two.tar.bz2 && tail -c +20481 pkg.tar | bzip2 >> two.tar.bz2", tmp.path());
+    made.push("two.tar.bz2".into());
     let work = tmp.path().join("work");
     fs::create_dir(&work).unwrap();
     for name in made {
