@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmarks recipes on real upstream tarballs: for each file, `recipe create` (which rebuilds the
+# file once to check itself), then `recipe apply` from what GNU tar extracts, compared byte for
+# byte; and plain decompression of the same file (`gzip -dc`, `xz -dc`, `bzip2 -dc`) for scale.
+# Prints, per format: files, round trips, failures with reasons, median and p95 recipe size
+# (bytes and % of the file), median create and apply times, and apply time over decompression.
+# Not a test.
+#
+#   scripts/bench-recipes.sh [CORPUS_DIR]   default: ~/.cache/swh-bridge/corpus, filled by
+#       ../shared/corpus/fetch-debian-orig.sh ../shared/corpus/debian-orig-tarballs.tsv DIR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+corpus=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge/corpus}
+[ -d "$corpus" ] || { echo "no corpus at $corpus: see the comment at the top of this script" >&2; exit 1; }
+cargo build --release --quiet
+bridge=$PWD/target/release/swh-bridge
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$bridge" "$corpus" "$work" <<'PY'
+import os, shutil, statistics, subprocess, sys, time
+
+bridge, corpus, work = sys.argv[1:4]
+decompressors = {"gz": ["gzip", "-dc"], "xz": ["xz", "-dc"], "bz2": ["bzip2", "-dc"]}
+
+def timed(cmd, **kw):
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL if kw.pop("quiet", False) else subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+    return time.perf_counter() - start, result
+
+rows = {}
+for name in sorted(os.listdir(corpus)):
+    kind = name.rsplit(".", 1)[-1]
+    if kind not in decompressors:
+        continue
+    path = os.path.join(corpus, name)
+    size = os.path.getsize(path)
+    row = rows.setdefault(kind, {"files": 0, "ok": 0, "failures": [], "bytes": [], "pct": [],
+                                 "create": [], "apply": [], "ratio": []})
+    row["files"] += 1
+    recipe = os.path.join(work, name + ".recipe")
+    create_s, created = timed([bridge, "recipe", "create", path, "-o", recipe])
+    if created.returncode != 0:
+        row["failures"].append((name, created.stderr.decode(errors="replace").strip().splitlines()[-1]))
+        continue
+    tree = os.path.join(work, "tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    os.mkdir(tree)
+    subprocess.run(["tar", "-xf", path, "-C", tree], check=True)
+    rebuilt = os.path.join(work, "rebuilt")
+    if os.path.exists(rebuilt):
+        os.remove(rebuilt)
+    apply_s, applied = timed([bridge, "recipe", "apply", recipe, "--tree", tree, "-o", rebuilt])
+    if applied.returncode != 0 or open(rebuilt, "rb").read() != open(path, "rb").read():
+        row["failures"].append((name, "apply: " + applied.stderr.decode(errors="replace").strip()))
+        continue
+    decompress_s = min(timed(decompressors[kind] + [path], quiet=True)[0] for _ in range(3))
+    row["ok"] += 1
+    recipe_bytes = os.path.getsize(recipe)
+    row["bytes"].append(recipe_bytes)
+    row["pct"].append(100.0 * recipe_bytes / size)
+    row["create"].append(create_s)
+    row["apply"].append(apply_s)
+    row["ratio"].append(apply_s / decompress_s)
+
+def p95(values):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+print(f"{'format':6} {'files':>5} {'ok':>4} {'median B':>9} {'p95 B':>7} {'median %':>9} {'p95 %':>6} "
+      f"{'create s':>9} {'apply s':>8} {'apply/decompress':>17}")
+for kind, row in rows.items():
+    if not row["ok"]:
+        print(f"{kind:6} {row['files']:5} {0:4}")
+        continue
+    print(f"{kind:6} {row['files']:5} {row['ok']:4} {statistics.median(row['bytes']):9.0f} {p95(row['bytes']):7.0f} "
+          f"{statistics.median(row['pct']):8.2f}% {p95(row['pct']):5.2f}% {statistics.median(row['create']):9.2f} "
+          f"{statistics.median(row['apply']):8.2f} {statistics.median(row['ratio']):16.1f}x")
+for kind, row in rows.items():
+    for name, reason in row["failures"]:
+        print(f"failed: {name}: {reason}")
+PY
