@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RecipeError;
+use super::{MAX_PLAIN, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bzip2Layer {
@@ -67,6 +67,9 @@ impl Bzip2Layer {
                     .map_err(|e| unsupported(format!("a stream does not decompress: {e}")))?;
                 if matches!(status, bzip2::Status::StreamEnd) {
                     break;
+                }
+                if plain.len() > MAX_PLAIN {
+                    return Err(unsupported(format!("it decompresses to more than {MAX_PLAIN} bytes")));
                 }
                 if decoder.total_in() as usize == consumed && plain.len() < plain.capacity() {
                     return Err(unsupported("a stream is cut short".into()));

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RecipeError;
+use super::{MAX_PLAIN, RecipeError};
 
 /// How to rebuild a gzip file from its uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,9 +32,6 @@ pub struct GzipMember {
     /// The trailer, where it is not the CRC-32 and length of the member's data.
     pub trailer: Option<Vec<u8>>,
 }
-
-/// Uncompressed bytes we are willing to model in one member (preflate keeps them in memory).
-const PLAIN_LIMIT: usize = 1 << 31;
 
 fn header_len(bytes: &[u8]) -> Result<usize, RecipeError> {
     let short = || RecipeError::Unsupported("gzip: the header is cut short".into());
@@ -81,7 +78,7 @@ impl GzipLayer {
         let mut pos = 0;
         while bytes.len() - pos >= 18 && bytes[pos..pos + 2] == [0x1f, 0x8b] {
             let header_end = pos + header_len(&bytes[pos..])?;
-            let (result, text) = preflate_rs::preflate_whole_deflate_stream(&bytes[header_end..], true, PLAIN_LIMIT)
+            let (result, text) = preflate_rs::preflate_whole_deflate_stream(&bytes[header_end..], true, MAX_PLAIN)
                 .map_err(|e| {
                     RecipeError::Unsupported(format!("gzip: preflate cannot model the deflate stream: {e:?}"))
                 })?;
@@ -97,6 +94,9 @@ impl GzipLayer {
                 trailer: (trailer != trailer_of(text)).then(|| trailer.to_vec()),
             });
             plain.extend_from_slice(text);
+            if plain.len() > MAX_PLAIN {
+                return Err(RecipeError::Unsupported(format!("gzip: it decompresses to more than {MAX_PLAIN} bytes")));
+            }
             pos = deflate_end + 8;
         }
         if members.is_empty() {

@@ -30,6 +30,9 @@ const MAGIC: &[u8] = b"swh-bridge recipe\n";
 pub const FORMAT_VERSION: u8 = 1;
 /// A recipe that decompresses to more than this is refused as damaged or hostile.
 const MAX_DECODED: u64 = 256 << 20;
+/// A tarball whose tar stream is larger than this is refused (a decompression bomb, or more than
+/// a recipe can model in memory).
+pub const MAX_PLAIN: usize = 2 << 30;
 
 /// Why a recipe could not be made, read or applied.
 #[derive(Debug, thiserror::Error)]

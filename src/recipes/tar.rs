@@ -20,6 +20,8 @@ use crate::hashing::tree::memory::Node;
 const BLOCK: usize = 512;
 const SIZE: std::ops::Range<usize> = 124..136;
 const CHECKSUM: std::ops::Range<usize> = 148..156;
+/// More zeros than any tar writer pads with (a record is 10 KiB by default): a damaged recipe.
+const MAX_ZERO_TAIL: u64 = 64 << 20;
 
 /// How to rebuild a tar stream from a tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,11 +336,45 @@ impl TarLayer {
             previous = header;
         }
         match &self.tail {
-            Tail::Zeros(n) => {
-                out.resize(out.len() + usize::try_from(*n).map_err(|_| RecipeError::Damaged("a huge tail".into()))?, 0)
-            }
+            Tail::Zeros(n) if *n <= MAX_ZERO_TAIL => out.resize(out.len() + *n as usize, 0),
+            Tail::Zeros(n) => return Err(RecipeError::Damaged(format!("a tail of {n} zero bytes"))),
             Tail::Raw(bytes) => out.extend_from_slice(bytes),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_layers_are_refused_without_allocating() {
+        let tree = Node::empty_directory();
+        let huge = TarLayer { members: vec![], tail: Tail::Zeros(u64::MAX) };
+        assert!(matches!(huge.apply(&tree, &mut Vec::new()), Err(RecipeError::Damaged(_))));
+        let overflowing = Member {
+            header: vec![Run { offset: 510, bytes: vec![1, 2, 3] }],
+            size_field: None,
+            checksum_field: None,
+            data: Data::Literal(vec![]),
+            padding: None,
+        };
+        let layer = TarLayer { members: vec![overflowing], tail: Tail::Zeros(1024) };
+        assert!(matches!(layer.apply(&tree, &mut Vec::new()), Err(RecipeError::Damaged(_))));
+    }
+
+    #[test]
+    fn header_diffs_patch_back_exactly() {
+        let mut old = [0u8; BLOCK];
+        let mut new = [0u8; BLOCK];
+        old[..11].copy_from_slice(b"pkg/old.txt");
+        new[..11].copy_from_slice(b"pkg/new.txz");
+        new[300] = 7;
+        let runs = diff(&old, &new);
+        let mut patched = old;
+        patch(&mut patched, &runs).unwrap();
+        assert_eq!(patched, new);
+        assert_eq!(runs.len(), 2, "nearby differences merge, distant ones do not");
     }
 }

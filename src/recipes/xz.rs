@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RecipeError;
+use super::{MAX_PLAIN, RecipeError};
 use liblzma::stream::{Action, Check, Filters, LzmaOptions, MtStreamBuilder, PRESET_EXTREME, Status, Stream};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +143,9 @@ impl XzLayer {
                 .map_err(|e| unsupported(format!("the stream does not decompress: {e}")))?;
             if matches!(status, Status::StreamEnd) {
                 break;
+            }
+            if plain.len() > MAX_PLAIN {
+                return Err(unsupported(format!("it decompresses to more than {MAX_PLAIN} bytes")));
             }
             if decoder.total_in() as usize == before && plain.len() < plain.capacity() {
                 return Err(unsupported("the stream is cut short".into()));

@@ -191,3 +191,17 @@ fn fetch_rebuilds_a_tarball_the_archive_keeps_unpacked_from_its_recipe() {
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert!(fs::read(&out).unwrap() == bytes);
 }
+
+#[test]
+fn hostile_tarballs_get_no_recipe() {
+    let tmp = temp_dir();
+    fs::create_dir(tmp.path().join("a")).unwrap();
+    fs::write(tmp.path().join("a/f"), b"x").unwrap();
+    // A member that climbs out of the extraction root.
+    sh("tar -cf evil.tar --transform 's,^a/f,../evil,' a/f && gzip -9 evil.tar", tmp.path());
+    let stderr = failure(
+        bridge().args(["recipe", "create"]).arg(tmp.path().join("evil.tar.gz")).arg("-o").arg(tmp.path().join("r")),
+    );
+    assert!(stderr.contains("contains `..`"), "{stderr}");
+    assert!(!tmp.path().join("r").exists());
+}
