@@ -33,8 +33,10 @@ pub struct TarLayer {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// Where the name field comes from.
+    pub name: Name,
     /// The header's bytes that differ from the previous header's (size and checksum fields left
-    /// out of both), as runs.
+    /// out of both, and the name field taken from the tree where [`Name::Tree`] says so), as runs.
     pub header: Vec<Run>,
     /// The size field, where it is not the usual `%011o\0` of the data's length.
     pub size_field: Option<Vec<u8>>,
@@ -43,6 +45,48 @@ pub struct Member {
     pub data: Data,
     /// The bytes after the data up to the block boundary, where they are not all zero.
     pub padding: Option<Vec<u8>>,
+}
+
+/// Where a member's name field comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Name {
+    /// From the header runs, like any other field.
+    Header,
+    /// The tree's path number `previous + 1 + delta` in depth-first, byte-sorted order (the
+    /// extraction root's entries, directories spelled with a trailing `/`), after `./` if
+    /// `dot_slash`; NUL-padded. Archivers that walk sorted trees give deltas of zero.
+    Tree { delta: i64, dot_slash: bool },
+}
+
+/// Every path of `tree` in depth-first, byte-sorted order, directories with a trailing `/`.
+fn tree_paths(tree: &Node) -> Vec<Vec<u8>> {
+    fn visit(node: &Node, prefix: &mut Vec<u8>, out: &mut Vec<Vec<u8>>) {
+        let Node::Directory(entries) = node else { return };
+        for (name, child) in entries {
+            let len = prefix.len();
+            prefix.extend_from_slice(name);
+            if matches!(child, Node::Directory(_)) {
+                prefix.push(b'/');
+            }
+            out.push(prefix.clone());
+            visit(child, prefix, out);
+            prefix.truncate(len);
+        }
+    }
+    let mut out = Vec::new();
+    visit(tree, &mut Vec::new(), &mut out);
+    out
+}
+
+fn spelled(path: &[u8], dot_slash: bool) -> Result<[u8; 100], RecipeError> {
+    let mut field = [0u8; 100];
+    let prefix: &[u8] = if dot_slash { b"./" } else { b"" };
+    if prefix.len() + path.len() > field.len() {
+        return Err(RecipeError::Damaged("a tree name longer than the name field".into()));
+    }
+    field[..prefix.len()].copy_from_slice(prefix);
+    field[prefix.len()..prefix.len() + path.len()].copy_from_slice(path);
+    Ok(field)
 }
 
 /// Where a member's data comes from.
@@ -243,6 +287,10 @@ impl TarLayer {
         let mut previous = [0u8; BLOCK];
         let mut state = PathState::default();
         let mut pos = 0;
+        let paths = tree_paths(tree);
+        let numbers: std::collections::HashMap<&[u8], i64> =
+            paths.iter().enumerate().map(|(i, p)| (p.as_slice(), i as i64)).collect();
+        let mut previous_number = -1i64;
         loop {
             if pos + BLOCK > tar.len() {
                 return Err(malformed(pos, "the stream ends without an end marker"));
@@ -281,8 +329,28 @@ impl TarLayer {
             let checksum_field =
                 (header[CHECKSUM] != predicted_checksum_field(header)[..]).then(|| header[CHECKSUM].to_vec());
             let padding = &tar[data_end..padded_end];
+            let mut predicted = masked(&previous);
+            let name_field = &header[0..100];
+            let (dot_slash, bare) = match name_field.strip_prefix(b"./") {
+                Some(rest) => (true, rest),
+                None => (false, name_field),
+            };
+            let number = numbers.get(field_str(bare)).copied().filter(|&n| {
+                !matches!(kind, b'L' | b'K' | b'x' | b'g')
+                    && spelled(&paths[n as usize], dot_slash).is_ok_and(|field| field[..] == *name_field)
+            });
+            let name = match number {
+                Some(number) => {
+                    predicted[0..100].copy_from_slice(name_field);
+                    let delta = number - (previous_number + 1);
+                    previous_number = number;
+                    Name::Tree { delta, dot_slash }
+                }
+                None => Name::Header,
+            };
             members.push(Member {
-                header: diff(&masked(&previous), &masked(header)),
+                name,
+                header: diff(&predicted, &masked(header)),
                 size_field,
                 checksum_field,
                 data: if from_tree { Data::Tree } else { Data::Literal(bytes.to_vec()) },
@@ -297,8 +365,21 @@ impl TarLayer {
     pub fn apply(&self, tree: &Node, out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let mut previous = [0u8; BLOCK];
         let mut state = PathState::default();
+        let paths = tree_paths(tree);
+        let mut previous_number = -1i64;
         for member in &self.members {
             let mut header = masked(&previous);
+            if let Name::Tree { delta, dot_slash } = member.name {
+                let number = previous_number.checked_add(1).and_then(|n| n.checked_add(delta));
+                let path =
+                    number.and_then(|n| usize::try_from(n).ok()).and_then(|n| paths.get(n)).ok_or_else(|| {
+                        RecipeError::Damaged(format!(
+                            "a tar member names tree path number {number:?}, which the tree lacks"
+                        ))
+                    })?;
+                header[0..100].copy_from_slice(&spelled(path, dot_slash)?);
+                previous_number = number.expect("checked above");
+            }
             patch(&mut header, &member.header)?;
             let kind = header[156];
             let path = state.path_of(&header);
@@ -354,6 +435,7 @@ mod tests {
         let huge = TarLayer { members: vec![], tail: Tail::Zeros(u64::MAX) };
         assert!(matches!(huge.apply(&tree, &mut Vec::new()), Err(RecipeError::Damaged(_))));
         let overflowing = Member {
+            name: Name::Header,
             header: vec![Run { offset: 510, bytes: vec![1, 2, 3] }],
             size_field: None,
             checksum_field: None,
