@@ -147,6 +147,12 @@ fn damaged_recipes_and_wrong_trees_are_refused_with_the_reason() {
 
     let stderr = failure(bridge().args(["recipe", "create"]).arg(&recipe).arg("-o").arg(tmp.path().join("r")));
     assert!(stderr.contains("not a tar archive"), "{stderr}");
+    // Formats that are recognised but not modelled say so.
+    fs::write(tmp.path().join("pkg.tar.zst"), b"\x28\xb5\x2f\xfd rest of a zstd frame").unwrap();
+    let stderr = failure(
+        bridge().args(["recipe", "create"]).arg(tmp.path().join("pkg.tar.zst")).arg("-o").arg(tmp.path().join("r")),
+    );
+    assert!(stderr.contains("unsupported: zstd"), "{stderr}");
 }
 
 #[test]

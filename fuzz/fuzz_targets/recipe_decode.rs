@@ -1,0 +1,14 @@
+//! A recipe file is untrusted: decoding any bytes, and applying whatever decodes to a small
+//! tree, must fail cleanly, never panic or allocate without bound.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use swh_bridge::hashing::tree::memory::Node;
+use swh_bridge::recipes::Recipe;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(recipe) = Recipe::decode(data) else { return };
+    let mut tree = Node::empty_directory();
+    tree.insert(b"pkg/a", Node::File { executable: false, contents: b"a".to_vec() }).unwrap();
+    let _ = recipe.apply(&tree);
+});
