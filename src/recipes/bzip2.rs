@@ -91,18 +91,9 @@ impl Bzip2Layer {
 
     /// Recompresses `plain` exactly as the original file was.
     pub fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
-        let mut start = 0usize;
-        for stream in &self.streams {
-            let end = usize::try_from(stream.plain_len)
-                .ok()
-                .and_then(|len| start.checked_add(len))
-                .filter(|&end| end <= plain.len())
-                .ok_or_else(|| RecipeError::Damaged("bzip2 streams hold more bytes than the tar stream".into()))?;
-            out.extend_from_slice(&compress(stream.level, &plain[start..end])?);
-            start = end;
-        }
-        if start != plain.len() {
-            return Err(RecipeError::Damaged("bzip2 streams hold fewer bytes than the tar stream".into()));
+        let pieces = super::split_by_lengths(plain, self.streams.iter().map(|s| s.plain_len), "bzip2 streams")?;
+        for (stream, piece) in self.streams.iter().zip(pieces) {
+            out.extend_from_slice(&compress(stream.level, piece)?);
         }
         out.extend_from_slice(&self.trailing);
         Ok(())

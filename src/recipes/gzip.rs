@@ -107,23 +107,13 @@ impl GzipLayer {
 
     /// Recompresses `plain` exactly as the original file was.
     pub fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
-        let mut start = 0usize;
-        for member in &self.members {
-            let end = usize::try_from(member.plain_len)
-                .ok()
-                .and_then(|len| start.checked_add(len))
-                .filter(|&end| end <= plain.len())
-                .ok_or_else(|| RecipeError::Damaged("gzip members hold more bytes than the tar stream".into()))?;
-            let text = &plain[start..end];
+        let texts = super::split_by_lengths(plain, self.members.iter().map(|m| m.plain_len), "gzip members")?;
+        for (member, text) in self.members.iter().zip(texts) {
             out.extend_from_slice(&member.header);
             let deflate = preflate_rs::recreate_whole_deflate_stream(text, &member.corrections)
                 .map_err(|e| RecipeError::Damaged(format!("gzip: preflate cannot recreate a deflate stream: {e:?}")))?;
             out.extend_from_slice(&deflate);
             out.extend_from_slice(member.trailer.as_deref().unwrap_or(&trailer_of(text)));
-            start = end;
-        }
-        if start != plain.len() {
-            return Err(RecipeError::Damaged("gzip members hold fewer bytes than the tar stream".into()));
         }
         out.extend_from_slice(&self.trailing);
         Ok(())

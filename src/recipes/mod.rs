@@ -88,6 +88,30 @@ impl Compression {
     }
 }
 
+/// Splits `plain` into consecutive pieces of `lengths` bytes (one per gzip member or bzip2
+/// stream), which must cover it exactly; `what` names the pieces in errors.
+fn split_by_lengths<'a>(
+    plain: &'a [u8],
+    lengths: impl IntoIterator<Item = u64>,
+    what: &str,
+) -> Result<Vec<&'a [u8]>, RecipeError> {
+    let mut pieces = Vec::new();
+    let mut rest = plain;
+    for len in lengths {
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= rest.len())
+            .ok_or_else(|| RecipeError::Damaged(format!("{what} hold more bytes than the tar stream")))?;
+        let (piece, after) = rest.split_at(len);
+        pieces.push(piece);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(RecipeError::Damaged(format!("{what} hold fewer bytes than the tar stream")));
+    }
+    Ok(pieces)
+}
+
 /// Compressions recognised but not modelled, and why.
 fn unmodelled_compression(file: &[u8]) -> Option<&'static str> {
     if file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -155,19 +179,14 @@ impl Recipe {
         }
         let file = match &self.compression {
             Compression::None => plain,
-            Compression::Gzip(layer) => {
+            compressed => {
                 let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 30));
-                layer.apply(&plain, &mut out)?;
-                out
-            }
-            Compression::Xz(layer) => {
-                let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 30));
-                layer.apply(&plain, &mut out)?;
-                out
-            }
-            Compression::Bzip2(layer) => {
-                let mut out = Vec::with_capacity(usize::try_from(self.size).unwrap_or(0).min(1 << 30));
-                layer.apply(&plain, &mut out)?;
+                match compressed {
+                    Compression::Gzip(layer) => layer.apply(&plain, &mut out)?,
+                    Compression::Xz(layer) => layer.apply(&plain, &mut out)?,
+                    Compression::Bzip2(layer) => layer.apply(&plain, &mut out)?,
+                    Compression::None => unreachable!("handled above"),
+                }
                 out
             }
         };
