@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
-# Benchmarks recipes on real upstream tarballs: for each file, `recipe create` (which rebuilds the
-# file once to check itself), then `recipe apply` from what GNU tar extracts, compared byte for
-# byte; and plain decompression of the same file (`gzip -dc`, `xz -dc`, `bzip2 -dc`) for scale.
-# Prints, per format: files, round trips, failures with reasons, median and p95 recipe size
-# (bytes and % of the file), median create and apply times, and apply time over decompression.
-# Not a test.
+# Benchmarks recipes on real upstream files: for each, `recipe create` (which rebuilds the file
+# once to check itself), then `recipe apply` from the unpacked tree (what GNU tar extracts; for
+# zips, what Python's shutil extracts, as SWH's loaders do), compared byte for byte; and plain
+# decompression of the same file (`gzip -dc`, `xz -dc`, `bzip2 -dc`, `unzip -p`) for scale.
+# Prints, per kind of file: files, round trips, failures with reasons, median and p95 recipe
+# size (bytes and % of the file), median create and apply times, and apply time over
+# decompression. Not a test.
 #
-#   scripts/bench-recipes.sh [CORPUS_DIR]   default: ~/.cache/swh-bridge/corpus, filled by
+#   scripts/bench-recipes.sh [CORPUS_DIR...]   default: ~/.cache/swh-bridge/corpus, filled by
 #       ../shared/corpus/fetch-debian-orig.sh ../shared/corpus/debian-orig-tarballs.tsv DIR
+#     and ~/.cache/swh-bridge/package-corpus, filled by scripts/fetch-package-corpus.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-corpus=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge/corpus}
-[ -d "$corpus" ] || { echo "no corpus at $corpus: see the comment at the top of this script" >&2; exit 1; }
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge
+[ $# -gt 0 ] || set -- "$cache/corpus" "$cache/package-corpus"
+for corpus in "$@"; do
+  [ -d "$corpus" ] || { echo "no corpus at $corpus: see the comment at the top of this script" >&2; exit 1; }
+done
 cargo build --release --quiet
 bridge=$PWD/target/release/swh-bridge
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$bridge" "$corpus" "$work" <<'PY'
+python3 - "$bridge" "$work" "$@" <<'PY'
 import os, shutil, statistics, subprocess, sys, time
 
-bridge, corpus, work = sys.argv[1:4]
-decompressors = {"gz": ["gzip", "-dc"], "xz": ["xz", "-dc"], "bz2": ["bzip2", "-dc"]}
+bridge, work, corpora = sys.argv[1], sys.argv[2], sys.argv[3:]
+decompressors = {"gz": ["gzip", "-dc"], "xz": ["xz", "-dc"], "bz2": ["bzip2", "-dc"], "zip": ["unzip", "-p"]}
+
+def kind_of(name):
+    """The row a file counts in, and how it is compressed."""
+    if name.endswith(".crate.gz"):
+        return "crate", "gz"
+    ext = name.rsplit(".", 1)[-1]
+    return {"tgz": ("npm", "gz"), "whl": ("whl", "zip"), "jar": ("jar", "zip"), "zip": ("zip", "zip"),
+            "gz": ("gz", "gz"), "xz": ("xz", "xz"), "bz2": ("bz2", "bz2")}.get(ext, (None, None))
 
 def timed(cmd, **kw):
     start = time.perf_counter()
@@ -32,11 +45,11 @@ def timed(cmd, **kw):
     return time.perf_counter() - start, result
 
 rows = {}
-for name in sorted(os.listdir(corpus)):
-    kind = name.rsplit(".", 1)[-1]
-    if kind not in decompressors:
+files = sorted((name, os.path.join(corpus, name)) for corpus in corpora for name in os.listdir(corpus))
+for name, path in files:
+    kind, compression = kind_of(name)
+    if kind is None:
         continue
-    path = os.path.join(corpus, name)
     size = os.path.getsize(path)
     row = rows.setdefault(kind, {"files": 0, "ok": 0, "failures": [], "bytes": [], "pct": [],
                                  "create": [], "apply": [], "ratio": []})
@@ -49,7 +62,10 @@ for name in sorted(os.listdir(corpus)):
     tree = os.path.join(work, "tree")
     shutil.rmtree(tree, ignore_errors=True)
     os.mkdir(tree)
-    subprocess.run(["tar", "-xf", path, "-C", tree], check=True)
+    if compression == "zip":
+        shutil.unpack_archive(path, tree, "zip")
+    else:
+        subprocess.run(["tar", "-xf", path, "-C", tree], check=True)
     rebuilt = os.path.join(work, "rebuilt")
     if os.path.exists(rebuilt):
         os.remove(rebuilt)
@@ -57,7 +73,7 @@ for name in sorted(os.listdir(corpus)):
     if applied.returncode != 0 or open(rebuilt, "rb").read() != open(path, "rb").read():
         row["failures"].append((name, "apply: " + applied.stderr.decode(errors="replace").strip()))
         continue
-    decompress_s = min(timed(decompressors[kind] + [path], quiet=True)[0] for _ in range(3))
+    decompress_s = min(timed(decompressors[compression] + [path], quiet=True)[0] for _ in range(3))
     row["ok"] += 1
     recipe_bytes = os.path.getsize(recipe)
     row["bytes"].append(recipe_bytes)

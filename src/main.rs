@@ -60,7 +60,8 @@ enum RecipeCommand {
         /// Where to write the recipe.
         #[arg(short, long, required_unless_present = "store")]
         output: Option<PathBuf>,
-        /// A recipe store directory to add it to, under each of FILE's hashes.
+        /// A recipe store directory to add it to, under each of FILE's hashes, with its bridge
+        /// index entry.
         #[arg(long)]
         store: Option<PathBuf>,
     },
@@ -77,6 +78,18 @@ enum RecipeCommand {
         recipe: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// Look a file up in a recipe store's bridge index: by a flat hash, by the NAR hash of its
+    /// unpacked tree (with --nar), or by the SWHID of its extraction root. Prints the entry (JSON).
+    Lookup {
+        /// A hash (any spelling Nix uses) or a `swh:1:dir:` SWHID.
+        key: String,
+        /// The hash is the NAR hash (sha256) of the unpacked tree, not the file's flat hash.
+        #[arg(long)]
+        nar: bool,
+        /// The recipe store: a directory or an HTTP base URL.
+        #[arg(long)]
+        recipes: String,
     },
 }
 
@@ -639,8 +652,11 @@ fn write_atomically(path: &std::path::Path, write: impl FnOnce(&mut dyn Write) -
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("failed to write {}", path.display()))?;
+    // An ordinary file's mode, where a temp file starts 0600.
+    let mut temp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .with_context(|| format!("failed to write {}", path.display()))?;
     {
         let mut out = io::BufWriter::new(temp.as_file_mut());
         write(&mut out)?;
@@ -751,7 +767,8 @@ fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {
 fn recipe(command: RecipeCommand) -> Result<ExitCode> {
     use swh_bridge::hashing::tree::disk;
     use swh_bridge::hashing::tree::memory::NodeBuilder;
-    use swh_bridge::recipes::{Compression, Container, Recipe};
+    use swh_bridge::recipes::bridge::BridgeEntry;
+    use swh_bridge::recipes::{Compression, Recipe};
 
     let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("failed to read {}", path.display()));
     match command {
@@ -766,7 +783,7 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
                     bail!("{} hashes to {actual}, not {expected}", file.display());
                 }
             }
-            let (recipe, _) =
+            let (recipe, tree) =
                 Recipe::create(&bytes).with_context(|| format!("failed to make a recipe for {}", file.display()))?;
             let encoded = recipe.encode();
             let mut written = Vec::new();
@@ -776,7 +793,7 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
             }
             if let Some(store) = store {
                 let store = swh_bridge::recipes::store::RecipeStore::Directory(store);
-                written.extend(store.put(&recipe, &bytes)?);
+                written.extend(store.put(&recipe, &bytes, &BridgeEntry::of(&bytes, &tree))?);
             }
             eprintln!(
                 "{}: {} bytes of recipe for {} bytes ({:.2} %), tree {}",
@@ -798,18 +815,29 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
             write_atomically(&output, |out| Ok(out.write_all(&file)?))?;
             eprintln!("rebuilt {} ({} bytes, {})", output.display(), file.len(), recipe.expected_hash()?);
         }
+        RecipeCommand::Lookup { key, nar, recipes } => {
+            let key = if let Some(hex) = key.strip_prefix("swh:1:dir:") {
+                format!("swh-dir/{hex}")
+            } else {
+                let hash = Hash::parse(&key, None)?;
+                match nar {
+                    true if hash.algo() != swh_bridge::hashing::HashAlgo::Sha256 => {
+                        bail!("the bridge index keeps NAR hashes in sha256 only, not {}", hash.algo().name())
+                    }
+                    true => format!("nar-sha256/{}", hash.to_hex()),
+                    false => format!("{}/{}", hash.algo().name(), hash.to_hex()),
+                }
+            };
+            let store = swh_bridge::recipes::store::RecipeStore::new(&recipes);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            match runtime.block_on(store.bridge(&key))? {
+                Some(entry) => println!("{}", serde_json::to_string_pretty(&entry)?),
+                None => bail!("{recipes} has no bridge index entry {key}"),
+            }
+        }
         RecipeCommand::Show { recipe: path, json } => {
             let bytes = read(&path)?;
             let recipe = Recipe::decode(&bytes).with_context(|| format!("failed to read {}", path.display()))?;
-            let Container::Tar(tar) = &recipe.container;
-            let literal: usize = tar
-                .members
-                .iter()
-                .map(|m| match &m.data {
-                    swh_bridge::recipes::tar::Data::Literal(b) => b.len(),
-                    swh_bridge::recipes::tar::Data::Tree => 0,
-                })
-                .sum();
             let members = match &recipe.compression {
                 Compression::Gzip(layer) => layer.members.len(),
                 Compression::Xz(_) => 1,
@@ -822,9 +850,11 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
                 "tree": recipe.tree,
                 "compression": recipe.compression.name(),
                 "compressed_members": members,
-                "container": "tar",
-                "tar_members": tar.members.len(),
-                "literal_bytes": literal,
+                "container": recipe.container.name(),
+                "container_members": recipe.container.members(),
+                "literal_bytes": recipe.container.literal_bytes(),
+                "deflate_corrections": recipe.deflate_corrections(),
+                "deflate_encoders": recipe.deflate_encoders(),
                 "recipe_bytes": bytes.len(),
             });
             if json {

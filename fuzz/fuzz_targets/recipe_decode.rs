@@ -6,9 +6,15 @@ use libfuzzer_sys::fuzz_target;
 use swh_bridge::hashing::tree::memory::Node;
 use swh_bridge::recipes::Recipe;
 
+#[path = "panic_hook.rs"]
+mod panic_hook;
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(recipe) = Recipe::decode(data) else { return };
+    panic_hook::restore_default();
+    let Ok(mut recipe) = Recipe::decode(data) else { return };
     let mut tree = Node::empty_directory();
     tree.insert(b"pkg/a", Node::File { executable: false, contents: b"a".to_vec() }).unwrap();
+    // Past the tree check, so that the layers are applied.
+    recipe.tree = tree.swhid().to_string();
     let _ = recipe.apply(&tree);
 });

@@ -13,7 +13,7 @@ use crate::hashing::tree::tarball::replay_in_nar_order;
 use crate::hashing::tree::{ExecutableRule, Limits, Tee, TreeError};
 use crate::hashing::{Hash, HashAlgo, Hasher};
 use crate::recipes::store::RecipeStore;
-use crate::recipes::{Recipe, RecipeError};
+use crate::recipes::{MAX_PLAIN, Recipe, RecipeError};
 
 /// How the hash covers the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,13 +281,13 @@ impl Fetcher {
     async fn file_from_recipe(&self, recipe: &Recipe, hash: &Hash, out: &Path) -> Result<String, FetchError> {
         let tree = self.directory_node(&recipe.tree).await?;
         let origin = format!("archive {} + recipe", recipe.tree);
-        let recipe = recipe.clone();
+        let (recipe, swhid) = (recipe.clone(), recipe.tree.clone());
         let built =
             tokio::task::spawn_blocking(move || recipe.apply(&tree).map_err(|source| (recipe.tree.clone(), source)));
-        let bytes = built
-            .await
-            .expect("applying a recipe does not panic")
-            .map_err(|(swhid, source)| FetchError::Recipe { hash: hash.to_sri(), swhid, source })?;
+        let applied = built.await.unwrap_or_else(|panic| {
+            Err((swhid.clone(), RecipeError::Damaged(format!("applying it panicked: {panic}"))))
+        });
+        let bytes = applied.map_err(|(swhid, source)| FetchError::Recipe { hash: hash.to_sri(), swhid, source })?;
         // The recipe checked its own sha256; the request may name another algorithm.
         let mut hasher = hash.algo().hasher();
         hasher.update(&bytes);
@@ -303,7 +303,8 @@ impl Fetcher {
     async fn directory_node(&self, swhid: &str) -> Result<Node, FetchError> {
         let sha1_git =
             swhid.strip_prefix("swh:1:dir:").ok_or_else(|| FetchError::NotArchived { hash: swhid.to_owned() })?;
-        let mut walk = DirectoryWalk::new(sha1_git, swhid);
+        let limits = Limits { max_bytes: MAX_PLAIN as u64, ..Limits::default() };
+        let mut walk = DirectoryWalk::new(sha1_git, swhid, limits);
         if walk.list(&self.archive, self.walk_limit).await? {
             return walk.download(&self.archive).await;
         }
@@ -316,7 +317,7 @@ impl Fetcher {
                     .map_err(|source| FetchError::Tree { swhid: swhid.to_owned(), source })?;
                 Ok(builder.finish().expect("a walked directory is a tree"))
             }
-            Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => {
+            Err(err) if vault_failure_to_walk_around(&err) => {
                 walk.list(&self.archive, usize::MAX).await?;
                 walk.download(&self.archive).await
             }
@@ -354,7 +355,13 @@ impl Fetcher {
                 };
                 format!("swh:1:dir:{}", revision.directory)
             }
-            (Err(ApiError::NotFound { .. }), None) => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
+            (Err(ApiError::NotFound { .. }), None) => match self.bridged_tree(hash).await? {
+                Some(swhid) => {
+                    notes.push(format!("no ExtID names {}; the bridge index leads to {swhid}", hash.to_sri()));
+                    swhid
+                }
+                None => return Err(FetchError::NotArchived { hash: hash.to_sri() }),
+            },
             (Err(err), _) => return Err(err.into()),
         };
         match swhid.strip_prefix("swh:1:dir:") {
@@ -362,6 +369,19 @@ impl Fetcher {
             None => self.lone_file_to(&swhid, hash, out).await?,
         }
         Ok(format!("archive {swhid}"))
+    }
+
+    /// The directory the recipe store's bridge index gives for a NAR hash, if it has one.
+    async fn bridged_tree(&self, hash: &Hash) -> Result<Option<String>, FetchError> {
+        let (Some(store), HashAlgo::Sha256) = (&self.recipes, hash.algo()) else { return Ok(None) };
+        let entry = store.bridge(&format!("nar-sha256/{}", hash.to_hex())).await?;
+        // The entry is untrusted: its SWHID goes into API URLs, and what it leads to is verified.
+        let is_dir_swhid = |swhid: &String| {
+            swhid.strip_prefix("swh:1:dir:").is_some_and(|hex| {
+                hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+        };
+        Ok(entry.map(|entry| entry.unpacked.swhid).filter(is_dir_swhid))
     }
 
     /// A tree that is a lone file: the NAR says whether it is executable, the archive does not,
@@ -396,11 +416,10 @@ impl Fetcher {
         out: &Path,
         notes: &mut Vec<String>,
     ) -> Result<(), FetchError> {
-        let mut walk = DirectoryWalk::new(sha1_git, swhid);
+        let mut walk = DirectoryWalk::new(sha1_git, swhid, Limits::default());
         if !walk.list(&self.archive, self.walk_limit).await? {
             let why = match self.tree_from_vault(swhid, Some(hash), out).await {
-                Err(FetchError::Archive(err)) if !matches!(err, ApiError::RateLimited { .. }) => error_chain(&err),
-                Err(err @ FetchError::Download { .. }) => error_chain(&err),
+                Err(err) if vault_failure_to_walk_around(&err) => error_chain(&err),
                 other => return other,
             };
             notes.push(format!("the vault could not give {swhid} ({why}); walked it instead"));
@@ -471,6 +490,10 @@ struct DirectoryWalk {
     pending: Vec<(Vec<u8>, String)>,
     listed: usize,
     files: Vec<PendingFile>,
+    /// What the walk may hold; the bytes are checked against the lengths the archive announces,
+    /// then against what it sends.
+    limits: Limits,
+    announced_bytes: u64,
 }
 
 struct PendingFile {
@@ -481,14 +504,20 @@ struct PendingFile {
 }
 
 impl DirectoryWalk {
-    fn new(sha1_git: &str, swhid: &str) -> DirectoryWalk {
+    fn new(sha1_git: &str, swhid: &str, limits: Limits) -> DirectoryWalk {
         DirectoryWalk {
             swhid: swhid.to_owned(),
             tree: Node::empty_directory(),
             pending: vec![(Vec::new(), sha1_git.to_owned())],
             listed: 0,
             files: Vec::new(),
+            limits,
+            announced_bytes: 0,
         }
+    }
+
+    fn limit_exceeded(&self, what: &'static str, limit: u64) -> FetchError {
+        self.tree_error(TreeError::LimitExceeded { what, limit })
     }
 
     /// Directories listed and files found: the requests a walk costs.
@@ -517,6 +546,16 @@ impl DirectoryWalk {
                     }));
                 };
                 let path = if prefix.is_empty() { name } else { [&prefix[..], b"/", &name].concat() };
+                if self.objects() as u64 >= self.limits.max_nodes {
+                    return Err(self.limit_exceeded("nodes", self.limits.max_nodes));
+                }
+                if path.iter().filter(|&&b| b == b'/').count() as u64 >= self.limits.max_depth {
+                    return Err(self.limit_exceeded("levels of nesting", self.limits.max_depth));
+                }
+                self.announced_bytes = self.announced_bytes.saturating_add(entry.length.unwrap_or(0));
+                if self.announced_bytes > self.limits.max_bytes {
+                    return Err(self.limit_exceeded("bytes", self.limits.max_bytes));
+                }
                 match entry.kind.as_str() {
                     "dir" => {
                         self.tree.insert(&path, Node::empty_directory()).map_err(|e| self.tree_error(e))?;
@@ -547,6 +586,7 @@ impl DirectoryWalk {
     async fn download(mut self, archive: &Arc<ArchiveClient>) -> Result<Node, FetchError> {
         let mut downloads = tokio::task::JoinSet::new();
         let mut contents = Vec::with_capacity(self.files.len());
+        let mut received = 0u64;
         let mut queued = self.files.iter().enumerate();
         loop {
             while downloads.len() < PARALLEL_DOWNLOADS {
@@ -563,7 +603,14 @@ impl DirectoryWalk {
                 });
             }
             match downloads.join_next().await {
-                Some(done) => contents.push(done.expect("a download task does not panic")?),
+                Some(done) => {
+                    let (i, bytes) = done.expect("a download task does not panic")?;
+                    received = received.saturating_add(bytes.len() as u64);
+                    if received > self.limits.max_bytes {
+                        return Err(self.limit_exceeded("bytes", self.limits.max_bytes));
+                    }
+                    contents.push((i, bytes));
+                }
                 None => break,
             }
         }
@@ -577,6 +624,16 @@ impl DirectoryWalk {
             self.tree.insert(&file.path, node).map_err(|e| self.tree_error(e))?;
         }
         Ok(self.tree)
+    }
+}
+
+/// Whether a walk through the API may still give what the vault could not: yes when the vault
+/// failed or its bundle broke off, no when the archive asked to slow down or the tree is bad.
+fn vault_failure_to_walk_around(err: &FetchError) -> bool {
+    match err {
+        FetchError::Archive(err) => !matches!(err, ApiError::RateLimited { .. }),
+        FetchError::Download { .. } => true,
+        _ => false,
     }
 }
 

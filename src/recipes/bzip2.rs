@@ -13,6 +13,7 @@ use super::{MAX_PLAIN, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bzip2Layer {
+    #[serde(deserialize_with = "super::bounded::vec")]
     pub streams: Vec<Bzip2Stream>,
     /// Bytes after the last stream.
     pub trailing: Vec<u8>,
@@ -27,6 +28,7 @@ pub struct Bzip2Stream {
 }
 
 const CHUNK: usize = 256 * 1024;
+const MAX_STREAMS: usize = MAX_PLAIN / 100_000 + 1;
 
 fn compress(level: u8, plain: &[u8]) -> Result<Vec<u8>, RecipeError> {
     let damaged = |e: bzip2::Error| RecipeError::Damaged(format!("bzip2: {e}"));
@@ -87,6 +89,21 @@ impl Bzip2Layer {
             return Err(unsupported("no stream".into()));
         }
         Ok((Bzip2Layer { streams, trailing: bytes[pos..].to_vec() }, plain))
+    }
+
+    /// Within what real files need: every stream but a lone one holds data (pbzip2 writes one
+    /// per chunk of at least 100 kB), and each level is 1 to 9.
+    pub(super) fn check_shape(&self) -> Result<(), String> {
+        if self.streams.len() > MAX_STREAMS {
+            return Err(format!("bzip2: {} streams, more than {MAX_STREAMS}", self.streams.len()));
+        }
+        if self.streams.len() > 1 && self.streams.iter().any(|s| s.plain_len == 0) {
+            return Err("bzip2: an empty stream among others".into());
+        }
+        match self.streams.iter().find(|s| !(1..=9).contains(&s.level)) {
+            Some(stream) => Err(format!("bzip2: block size level {}", stream.level)),
+            None => Ok(()),
+        }
     }
 
     /// Recompresses `plain` exactly as the original file was.

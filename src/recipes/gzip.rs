@@ -4,19 +4,23 @@
 //! OS, then optional extra field, file name, comment and header CRC), a raw deflate stream, and a
 //! trailer (CRC-32 and length of the member's data, mod 2^32); some files carry zero bytes or
 //! other trailing garbage after the last member. Headers and anything after the last member are
-//! kept as they are (a few bytes). The deflate stream is not: the same data compresses to
-//! different bytes with every implementation, version and level, so it is kept as preflate's
-//! corrections against its prediction of the compressor's choices, which are small for the
-//! compressors real tarballs come from (zlib and GNU gzip). Trailers are recomputed and kept
-//! only where they differ.
+//! kept as they are (a few bytes). The deflate stream is kept as the encoder that wrote it (see
+//! [`super::deflate`]). Trailers are recomputed and kept only where they differ.
+//!
+//! Format version 1 kept every stream as preflate corrections; such layers still decode (see
+//! [`super::CompressionWire`]).
 
 use serde::{Deserialize, Serialize};
 
+use super::deflate::{self, Deflate};
 use super::{MAX_PLAIN, RecipeError};
+
+const MAX_MEMBERS: usize = MAX_PLAIN / (64 << 10);
 
 /// How to rebuild a gzip file from its uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GzipLayer {
+    #[serde(deserialize_with = "super::bounded::vec")]
     pub members: Vec<GzipMember>,
     /// Bytes after the last member.
     pub trailing: Vec<u8>,
@@ -27,10 +31,42 @@ pub struct GzipMember {
     pub header: Vec<u8>,
     /// How many bytes of the uncompressed stream this member holds.
     pub plain_len: u64,
-    /// preflate's corrections, from which the exact deflate stream is recomputed.
-    pub corrections: Vec<u8>,
+    pub deflate: Deflate,
     /// The trailer, where it is not the CRC-32 and length of the member's data.
     pub trailer: Option<Vec<u8>>,
+}
+
+/// A gzip member as format version 1 kept it: the deflate stream as preflate corrections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GzipMemberV1 {
+    pub header: Vec<u8>,
+    pub plain_len: u64,
+    pub corrections: Vec<u8>,
+    pub trailer: Option<Vec<u8>>,
+}
+
+/// A gzip layer as format version 1 kept it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GzipLayerV1 {
+    #[serde(deserialize_with = "super::bounded::vec")]
+    pub members: Vec<GzipMemberV1>,
+    pub trailing: Vec<u8>,
+}
+
+impl From<GzipLayerV1> for GzipLayer {
+    fn from(old: GzipLayerV1) -> GzipLayer {
+        let members = old
+            .members
+            .into_iter()
+            .map(|m| GzipMember {
+                header: m.header,
+                plain_len: m.plain_len,
+                deflate: Deflate::Preflate { corrections: m.corrections },
+                trailer: m.trailer,
+            })
+            .collect();
+        GzipLayer { members, trailing: old.trailing }
+    }
 }
 
 fn header_len(bytes: &[u8]) -> Result<usize, RecipeError> {
@@ -78,22 +114,21 @@ impl GzipLayer {
         let mut pos = 0;
         while bytes.len() - pos >= 18 && bytes[pos..pos + 2] == [0x1f, 0x8b] {
             let header_end = pos + header_len(&bytes[pos..])?;
-            let (result, text) = preflate_rs::preflate_whole_deflate_stream(&bytes[header_end..], true, MAX_PLAIN)
-                .map_err(|e| {
-                    RecipeError::Unsupported(format!("gzip: preflate cannot model the deflate stream: {e:?}"))
-                })?;
-            let deflate_end = header_end + result.compressed_size;
-            let text = text.text();
+            let (text, deflate_len) = deflate::inflate(&bytes[header_end..], MAX_PLAIN - plain.len())
+                .map_err(|why| RecipeError::Unsupported(format!("gzip: {why}")))?;
+            let deflate_end = header_end + deflate_len;
+            let name = format!("the gzip member at byte {pos}");
+            let deflate = deflate::model(&text, &bytes[header_end..deflate_end], &name)?;
             let trailer = bytes
                 .get(deflate_end..deflate_end + 8)
                 .ok_or_else(|| RecipeError::Unsupported("gzip: a member has no trailer".into()))?;
             members.push(GzipMember {
                 header: bytes[pos..header_end].to_vec(),
                 plain_len: text.len() as u64,
-                corrections: result.corrections,
-                trailer: (trailer != trailer_of(text)).then(|| trailer.to_vec()),
+                deflate,
+                trailer: (trailer != trailer_of(&text)).then(|| trailer.to_vec()),
             });
-            plain.extend_from_slice(text);
+            plain.extend_from_slice(&text);
             if plain.len() > MAX_PLAIN {
                 return Err(RecipeError::Unsupported(format!("gzip: it decompresses to more than {MAX_PLAIN} bytes")));
             }
@@ -105,13 +140,20 @@ impl GzipLayer {
         Ok((GzipLayer { members, trailing: bytes[pos..].to_vec() }, plain))
     }
 
+    /// Within what real files need: bgzip writes the most members, one per 64 KiB.
+    pub(super) fn check_shape(&self) -> Result<(), String> {
+        if self.members.len() > MAX_MEMBERS {
+            return Err(format!("gzip: {} members, more than {MAX_MEMBERS}", self.members.len()));
+        }
+        Ok(())
+    }
+
     /// Recompresses `plain` exactly as the original file was.
     pub fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let texts = super::split_by_lengths(plain, self.members.iter().map(|m| m.plain_len), "gzip members")?;
         for (member, text) in self.members.iter().zip(texts) {
             out.extend_from_slice(&member.header);
-            let deflate = preflate_rs::recreate_whole_deflate_stream(text, &member.corrections)
-                .map_err(|e| RecipeError::Damaged(format!("gzip: preflate cannot recreate a deflate stream: {e:?}")))?;
+            let deflate = deflate::recreate(text, &member.deflate)?;
             out.extend_from_slice(&deflate);
             out.extend_from_slice(member.trailer.as_deref().unwrap_or(&trailer_of(text)));
         }

@@ -11,25 +11,33 @@
 //! The file format (see `docs/recipe-format.md`): the magic `swh-bridge recipe\n`, a format
 //! version byte, then the [`Recipe`] in postcard's encoding, compressed with xz.
 
+mod bounded;
+pub mod bridge;
 pub mod bzip2;
+pub mod deflate;
 pub mod gzip;
+pub mod runs;
 pub mod store;
 pub mod tar;
 pub mod xz;
+pub mod zip;
 
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::tree::memory::Node;
-use crate::hashing::tree::{ExecutableRule, Limits};
+use crate::hashing::tree::{ExecutableRule, Limits, zip_archive};
 use crate::hashing::{Hash, HashAlgo};
 
 const MAGIC: &[u8] = b"swh-bridge recipe\n";
-/// The format version written; every version up to it is read.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written; every version up to it is read. Version 2 added zip containers.
+pub const FORMAT_VERSION: u8 = 2;
 /// A recipe that decompresses to more than this is refused as damaged or hostile.
 const MAX_DECODED: u64 = 256 << 20;
+/// The memory a recipe's sequences may take once decoded (see [`bounded`]): room for a million
+/// tar members, far more than any tarball small enough to model has.
+const MAX_DECODED_STRUCTS: usize = 256 << 20;
 /// A tarball whose tar stream is larger than this is refused (a decompression bomb, or more than
 /// a recipe can model in memory).
 pub const MAX_PLAIN: usize = 2 << 30;
@@ -65,6 +73,7 @@ pub struct Recipe {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CompressionWire", into = "CompressionWire")]
 pub enum Compression {
     None,
     Gzip(gzip::GzipLayer),
@@ -72,9 +81,85 @@ pub enum Compression {
     Bzip2(bzip2::Bzip2Layer),
 }
 
+/// [`Compression`] as the format encodes it: variant indices are the format, so a layer whose
+/// shape changed keeps its old variant for reading and gets a new one.
+#[derive(Clone, Serialize, Deserialize)]
+enum CompressionWire {
+    None,
+    /// Format version 1's gzip layer: preflate corrections only.
+    GzipV1(gzip::GzipLayerV1),
+    Xz(xz::XzLayer),
+    Bzip2(bzip2::Bzip2Layer),
+    /// Since version 2: each member's deflate stream as its encoder.
+    Gzip(gzip::GzipLayer),
+}
+
+impl From<CompressionWire> for Compression {
+    fn from(wire: CompressionWire) -> Compression {
+        match wire {
+            CompressionWire::None => Compression::None,
+            CompressionWire::GzipV1(layer) => Compression::Gzip(layer.into()),
+            CompressionWire::Xz(layer) => Compression::Xz(layer),
+            CompressionWire::Bzip2(layer) => Compression::Bzip2(layer),
+            CompressionWire::Gzip(layer) => Compression::Gzip(layer),
+        }
+    }
+}
+
+impl From<Compression> for CompressionWire {
+    fn from(compression: Compression) -> CompressionWire {
+        match compression {
+            Compression::None => CompressionWire::None,
+            Compression::Gzip(layer) => CompressionWire::Gzip(layer),
+            Compression::Xz(layer) => CompressionWire::Xz(layer),
+            Compression::Bzip2(layer) => CompressionWire::Bzip2(layer),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Container {
     Tar(tar::TarLayer),
+    Zip(zip::ZipLayer),
+}
+
+impl Container {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Container::Tar(_) => "tar",
+            Container::Zip(_) => "zip",
+        }
+    }
+
+    /// Tar members or zip entries.
+    pub fn members(&self) -> usize {
+        match self {
+            Container::Tar(layer) => layer.members.len(),
+            Container::Zip(layer) => layer.entries.len(),
+        }
+    }
+
+    /// How many bytes of data the recipe holds itself, because the tree cannot give them.
+    pub fn literal_bytes(&self) -> usize {
+        match self {
+            Container::Tar(layer) => layer
+                .members
+                .iter()
+                .map(|m| match &m.data {
+                    tar::Data::Literal(bytes) => bytes.len(),
+                    tar::Data::Tree => 0,
+                })
+                .sum(),
+            Container::Zip(layer) => layer
+                .entries
+                .iter()
+                .map(|e| match &e.data {
+                    zip::Data::Literal { bytes, .. } => bytes.len(),
+                    zip::Data::Stored | zip::Data::Deflated(_) => 0,
+                })
+                .sum(),
+        }
+    }
 }
 
 impl Compression {
@@ -112,14 +197,32 @@ fn split_by_lengths<'a>(
     Ok(pieces)
 }
 
+/// Every path of `tree` in depth-first, byte-sorted order, directories with a trailing `/`.
+pub(crate) fn tree_paths(tree: &Node) -> Vec<Vec<u8>> {
+    fn visit(node: &Node, prefix: &mut Vec<u8>, out: &mut Vec<Vec<u8>>) {
+        let Node::Directory(entries) = node else { return };
+        for (name, child) in entries {
+            let len = prefix.len();
+            prefix.extend_from_slice(name);
+            if matches!(child, Node::Directory(_)) {
+                prefix.push(b'/');
+            }
+            out.push(prefix.clone());
+            visit(child, prefix, out);
+            prefix.truncate(len);
+        }
+    }
+    let mut out = Vec::new();
+    visit(tree, &mut Vec::new(), &mut out);
+    out
+}
+
 /// Compressions recognised but not modelled, and why.
 fn unmodelled_compression(file: &[u8]) -> Option<&'static str> {
     if file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some("zstd: not modelled yet (zstd's output depends on its version, level and window; no recipe records them)")
     } else if file.starts_with(b"LZIP") {
         Some("lzip: not modelled (no Rust library reproduces lzip's encoder)")
-    } else if file.starts_with(b"PK\x03\x04") {
-        Some("zip: not modelled yet")
     } else {
         None
     }
@@ -135,6 +238,21 @@ impl Recipe {
     /// Records how to rebuild `file` from its unpacked tree, and checks at once that it does.
     /// Returns the recipe and the tree (the extraction root).
     pub fn create(file: &[u8]) -> Result<(Recipe, Node), RecipeError> {
+        if file.len() > MAX_PLAIN {
+            return Err(RecipeError::Unsupported(format!("the file is larger than {MAX_PLAIN} bytes")));
+        }
+        // Without a byte bound, a few sparse-file headers (or a zip bomb) could unpack to
+        // terabytes.
+        let limits = Limits { max_bytes: MAX_PLAIN as u64, ..Limits::default() };
+        // A zip may start with anything (a self-extractor's stub): its end record says it is one.
+        let is_zip = file.starts_with(b"PK\x03\x04")
+            || file.starts_with(b"PK\x05\x06")
+            || (!file.starts_with(&[0x1f, 0x8b]) && !tar::starts_like_tar(file) && zip_archive::layout(file).is_ok());
+        if is_zip {
+            let tree = Node::from_zip(file, limits).map_err(RecipeError::Unpack)?;
+            let container = Container::Zip(zip::ZipLayer::create(file, &tree)?);
+            return Recipe::check(file, Compression::None, container, tree);
+        }
         let (compression, plain) = if file.starts_with(&[0x1f, 0x8b]) {
             let (layer, plain) = gzip::GzipLayer::create(file)?;
             (Compression::Gzip(layer), std::borrow::Cow::Owned(plain))
@@ -151,11 +269,21 @@ impl Recipe {
         };
         if !tar::starts_like_tar(&plain) {
             return Err(RecipeError::Unsupported(
-                "the file is not a tar archive (nor a gzip-, xz- or bzip2-compressed one)".into(),
+                "the file is neither a zip file nor a tar archive (plain, or compressed with gzip, xz or bzip2)".into(),
             ));
         }
-        let tree = Node::from_tar(&plain[..], Limits::default(), ExecutableRule::Owner).map_err(RecipeError::Unpack)?;
+        let tree = Node::from_tar(&plain[..], limits, ExecutableRule::Owner).map_err(RecipeError::Unpack)?;
         let container = Container::Tar(tar::TarLayer::create(&plain, &tree)?);
+        Recipe::check(file, compression, container, tree)
+    }
+
+    /// The recipe for `file` made of these layers, once it has rebuilt `file` from `tree`.
+    fn check(
+        file: &[u8],
+        compression: Compression,
+        container: Container,
+        tree: Node,
+    ) -> Result<(Recipe, Node), RecipeError> {
         let recipe = Recipe {
             size: file.len() as u64,
             sha256: sha256(file).digest().to_vec(),
@@ -163,6 +291,7 @@ impl Recipe {
             compression,
             container,
         };
+        recipe.check_shape().map_err(RecipeError::Unsupported)?;
         recipe.apply(&tree)?;
         Ok((recipe, tree))
     }
@@ -173,9 +302,15 @@ impl Recipe {
         if actual_tree != self.tree {
             return Err(RecipeError::WrongTree { expected: self.tree.clone(), actual: actual_tree });
         }
+        // Uncompressed, the tar stream is the file; compressed, it is at most what create accepts.
+        let limit = match self.compression {
+            Compression::None => usize::try_from(self.size).unwrap_or(usize::MAX),
+            _ => MAX_PLAIN,
+        };
         let mut plain = Vec::new();
         match &self.container {
-            Container::Tar(layer) => layer.apply(tree, &mut plain)?,
+            Container::Tar(layer) => layer.apply(tree, limit, &mut plain)?,
+            Container::Zip(layer) => layer.apply(tree, limit, &mut plain)?,
         }
         let file = match &self.compression {
             Compression::None => plain,
@@ -196,6 +331,47 @@ impl Recipe {
             return Err(RecipeError::Mismatch { expected, actual });
         }
         Ok(file)
+    }
+
+    /// The recipe's deflate streams: its gzip members and deflated zip entries.
+    fn deflate_streams(&self) -> Vec<&deflate::Deflate> {
+        let mut streams: Vec<&deflate::Deflate> = match &self.compression {
+            Compression::Gzip(layer) => layer.members.iter().map(|m| &m.deflate).collect(),
+            _ => Vec::new(),
+        };
+        if let Container::Zip(layer) = &self.container {
+            streams.extend(layer.entries.iter().filter_map(|e| match &e.data {
+                zip::Data::Deflated(deflate) => Some(deflate),
+                _ => None,
+            }));
+        }
+        streams
+    }
+
+    /// How many bytes of preflate corrections the recipe's deflate streams take (the ones zlib
+    /// and zlib-rs do not reproduce by level alone).
+    pub fn deflate_corrections(&self) -> usize {
+        self.deflate_streams()
+            .into_iter()
+            .map(|deflate| match deflate {
+                deflate::Deflate::Preflate { corrections } => corrections.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// How many deflate streams each encoder wrote (`zlib -6`, `zlib-rs -9`, `preflate`).
+    pub fn deflate_encoders(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for deflate in self.deflate_streams() {
+            let name = match deflate {
+                deflate::Deflate::Zlib { level } => format!("zlib -{level}"),
+                deflate::Deflate::ZlibRs { level } => format!("zlib-rs -{level}"),
+                deflate::Deflate::Preflate { .. } => "preflate".to_owned(),
+            };
+            *counts.entry(name).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// The file's sha256.
@@ -231,6 +407,145 @@ impl Recipe {
         if decoded.len() as u64 > MAX_DECODED {
             return Err(RecipeError::Damaged(format!("the body decompresses to more than {MAX_DECODED} bytes")));
         }
-        postcard::from_bytes(&decoded).map_err(|e| RecipeError::Damaged(format!("the body does not parse: {e}")))
+        let recipe: Recipe = bounded::with_budget(MAX_DECODED_STRUCTS, || postcard::from_bytes(&decoded))
+            .map_err(|why| RecipeError::Damaged(format!("the body does not parse: {why}")))?;
+        recipe.check_shape().map_err(RecipeError::Damaged)?;
+        Ok(recipe)
+    }
+
+    /// What decoding alone cannot tell: the tree is a directory SWHID (it becomes part of API
+    /// URLs), and every layer stays within what real files need, so that applying a hostile
+    /// recipe costs no more than applying a real one. Says what is out of bounds.
+    fn check_shape(&self) -> Result<(), String> {
+        let is_dir_swhid = self.tree.strip_prefix("swh:1:dir:").is_some_and(|hex| {
+            hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if !is_dir_swhid {
+            return Err(format!("the tree `{}` is not a directory SWHID", self.tree));
+        }
+        if usize::try_from(self.size).map_or(true, |size| size > MAX_PLAIN) {
+            return Err(format!("a file of {} bytes, more than a recipe models", self.size));
+        }
+        match &self.compression {
+            Compression::None => Ok(()),
+            Compression::Gzip(layer) => layer.check_shape(),
+            Compression::Xz(layer) => layer.check_shape(),
+            Compression::Bzip2(layer) => layer.check_shape(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gzipped tarball of one small tree, written by the `tar` and flate2 crates (what matters
+    /// here is how damaged recipes fail, not which tool wrote the file).
+    fn tarball() -> Vec<u8> {
+        let mut builder = ::tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6)));
+        for (path, contents) in [("pkg/README", &b"read me\n"[..]), ("pkg/src/main.c", &[b'x'; 5000][..])] {
+            let mut header = ::tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, contents).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn damaged(recipe: &Recipe) -> String {
+        match Recipe::decode(&recipe.encode()) {
+            Err(RecipeError::Damaged(why)) => why,
+            other => panic!("a damaged recipe decoded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tree_that_is_not_a_directory_swhid_is_refused() {
+        let (mut recipe, _) = Recipe::create(&tarball()).unwrap();
+        recipe.tree = format!("swh:1:dir:../../{}", &recipe.tree[16..]);
+        assert!(damaged(&recipe).contains("is not a directory SWHID"));
+        recipe.tree = "swh:1:cnt:0000000000000000000000000000000000000000".into();
+        assert!(damaged(&recipe).contains("is not a directory SWHID"));
+    }
+
+    #[test]
+    fn mutated_gzip_corrections_fail_cleanly() {
+        let original = tarball();
+        let (mut recipe, tree) = Recipe::create(&original).unwrap();
+        let Compression::Gzip(layer) = &mut recipe.compression else { panic!("a gzip recipe") };
+        // zlib wrote the stream, so the recipe names it; keep preflate's corrections instead.
+        assert_eq!(layer.members[0].deflate, deflate::Deflate::Zlib { level: 6 });
+        let header_len = layer.members[0].header.len();
+        let (modelled, _) =
+            preflate_rs::preflate_whole_deflate_stream(&original[header_len..original.len() - 8], true, MAX_PLAIN)
+                .unwrap();
+        let corrections = modelled.corrections;
+        layer.members[0].deflate = deflate::Deflate::Preflate { corrections: corrections.clone() };
+        assert!(recipe.apply(&tree).unwrap() == original);
+        for at in 0..corrections.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut mutated = recipe.clone();
+                let Compression::Gzip(layer) = &mut mutated.compression else { unreachable!() };
+                let mut flipped = corrections.clone();
+                flipped[at] ^= flip;
+                layer.members[0].deflate = deflate::Deflate::Preflate { corrections: flipped };
+                // preflate refuses the corrections, or the rebuilt file fails its hash, or the
+                // flipped bit did not matter; never a panic, never other bytes.
+                if let Ok(rebuilt) = mutated.apply(&tree) {
+                    assert!(rebuilt == original, "flipping {flip:#x} at {at} rebuilt other bytes");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_bzip2_streams_and_huge_xz_dictionaries_are_refused() {
+        let (mut recipe, _) = Recipe::create(&tarball()).unwrap();
+        let stream = |plain_len| bzip2::Bzip2Stream { level: 9, plain_len };
+        recipe.compression =
+            Compression::Bzip2(bzip2::Bzip2Layer { streams: vec![stream(10), stream(0)], trailing: vec![] });
+        assert!(damaged(&recipe).contains("an empty stream among others"));
+        recipe.compression = Compression::Xz(xz::XzLayer {
+            preset: 6,
+            dict_size: 1 << 30,
+            check: 4,
+            block_size: None,
+            trailing: vec![],
+        });
+        assert!(damaged(&recipe).contains("a dictionary of 1073741824 bytes"));
+    }
+
+    #[test]
+    fn a_recipe_that_takes_a_tree_file_over_and_over_stops_at_the_file_size() {
+        let (mut recipe, tree) = Recipe::create(&tarball()).unwrap();
+        recipe.compression = Compression::None;
+        let Container::Tar(layer) = &mut recipe.container else { panic!("a tar recipe") };
+        let member = layer.members.iter().find(|m| m.data == tar::Data::Tree).unwrap().clone();
+        layer.members = vec![member; 100_000];
+        match recipe.apply(&tree) {
+            Err(RecipeError::Damaged(why)) => assert!(why.contains("grows past"), "{why}"),
+            other => panic!("a 500 MB tar stream was built for a small file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_with_more_members_than_memory_allows_is_refused() {
+        let (mut recipe, _) = Recipe::create(&tarball()).unwrap();
+        let Container::Tar(layer) = &mut recipe.container else { panic!("a tar recipe") };
+        let empty = tar::Member {
+            name: tar::Name::Header,
+            header: vec![],
+            size_field: None,
+            checksum_field: None,
+            data: tar::Data::Tree,
+            padding: None,
+        };
+        let members = MAX_DECODED_STRUCTS / std::mem::size_of::<tar::Member>() + 1;
+        layer.members = vec![empty; members];
+        let encoded = recipe.encode();
+        assert!(encoded.len() < 1 << 20, "a small file asks for {members} members");
+        let why = damaged(&recipe);
+        assert!(why.contains("it holds more elements than 268435456 bytes of memory can"), "{why}");
     }
 }

@@ -1,12 +1,14 @@
 //! Where recipes are kept: `<root>/<algo>/<hex>`, keyed by the tarball's flat hash, under
 //! `sha256` and, for the hashes older Nix expressions pin, `sha512`, `sha1` and `md5` (the same
-//! recipe again: a recipe is about a kilobyte). The root is a local directory or an HTTP base URL
-//! (a static file server will do).
+//! recipe again: a recipe is about a kilobyte); and the bridge index, `<root>/bridge/<key>`
+//! (see [`super::bridge`]). The root is a local directory or an HTTP base URL (a static file
+//! server will do).
 
 use std::path::PathBuf;
 
+use super::bridge::{BridgeEntry, FLAT_ALGOS};
 use super::{Recipe, RecipeError};
-use crate::hashing::{Hash, HashAlgo};
+use crate::hashing::Hash;
 
 #[derive(Debug, Clone)]
 pub enum RecipeStore {
@@ -35,6 +37,14 @@ pub enum StoreError {
         #[source]
         source: RecipeError,
     },
+    #[error("failed to read the bridge index entry {location}")]
+    Bridge {
+        location: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failed to read {location}: it is larger than {limit} bytes")]
+    TooLarge { location: String, limit: usize },
     #[error("failed to write {}", path.display())]
     Write {
         path: PathBuf,
@@ -45,6 +55,8 @@ pub enum StoreError {
 
 /// Recipes larger than this are not fetched: no honest one comes near it.
 const MAX_RECIPE: usize = 64 << 20;
+/// Nor bridge index entries larger than this (an honest one is under a kilobyte).
+const MAX_BRIDGE_ENTRY: usize = 64 << 10;
 
 impl RecipeStore {
     /// A store at `location`: an `http://` or `https://` URL, else a directory.
@@ -66,21 +78,21 @@ impl RecipeStore {
         format!("{}/{}", hash.algo().name(), hash.to_hex())
     }
 
-    /// The recipe for the file with flat hash `hash`, if the store has one.
-    pub async fn get(&self, hash: &Hash) -> Result<Option<Recipe>, StoreError> {
-        let key = RecipeStore::key(hash);
-        let (location, bytes) = match self {
+    /// The bytes at `key`, where they were found, or `None` if the store has nothing there.
+    async fn read(&self, key: &str, limit: usize) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        match self {
             RecipeStore::Directory(root) => {
-                let path = root.join(&key);
+                let path = root.join(key);
                 let location = path.display().to_string();
                 match std::fs::read(&path) {
-                    Ok(bytes) => (location, bytes),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(source) => return Err(StoreError::Read { location, source }),
+                    Ok(bytes) if bytes.len() > limit => Err(StoreError::TooLarge { location, limit }),
+                    Ok(bytes) => Ok(Some((location, bytes))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(StoreError::Read { location, source }),
                 }
             }
             RecipeStore::Http { base, client } => {
-                let url = base.join(&key).expect("a relative key");
+                let url = base.join(key).expect("a relative key");
                 let location = url.to_string();
                 let fetch_error = |source| StoreError::Fetch { location: location.clone(), source };
                 let response = client.get(url).send().await.map_err(fetch_error)?;
@@ -91,19 +103,34 @@ impl RecipeStore {
                 let mut bytes = Vec::new();
                 while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
                     bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_RECIPE {
-                        let source = RecipeError::Damaged(format!("it is larger than {MAX_RECIPE} bytes"));
-                        return Err(StoreError::Recipe { location, source });
+                    if bytes.len() > limit {
+                        return Err(StoreError::TooLarge { location, limit });
                     }
                 }
-                (location, bytes)
+                Ok(Some((location, bytes)))
             }
+        }
+    }
+
+    /// The recipe for the file with flat hash `hash`, if the store has one.
+    pub async fn get(&self, hash: &Hash) -> Result<Option<Recipe>, StoreError> {
+        let Some((location, bytes)) = self.read(&RecipeStore::key(hash), MAX_RECIPE).await? else {
+            return Ok(None);
         };
         Recipe::decode(&bytes).map(Some).map_err(|source| StoreError::Recipe { location, source })
     }
 
-    /// Stores `recipe` for `file` under each of its flat hashes (a directory store only).
-    pub fn put(&self, recipe: &Recipe, file: &[u8]) -> Result<Vec<PathBuf>, StoreError> {
+    /// The bridge index entry at `key` (see [`BridgeEntry::keys`]), if the store has one.
+    pub async fn bridge(&self, key: &str) -> Result<Option<BridgeEntry>, StoreError> {
+        let Some((location, bytes)) = self.read(&format!("bridge/{key}"), MAX_BRIDGE_ENTRY).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Bridge { location, source })
+    }
+
+    /// Stores `recipe` for `file` under each of its flat hashes, and the bridge index entry
+    /// under each of its keys (a directory store only). Returns the recipe paths written.
+    pub fn put(&self, recipe: &Recipe, file: &[u8], entry: &BridgeEntry) -> Result<Vec<PathBuf>, StoreError> {
         let RecipeStore::Directory(root) = self else {
             return Err(StoreError::Write {
                 path: PathBuf::new(),
@@ -112,18 +139,31 @@ impl RecipeStore {
         };
         let encoded = recipe.encode();
         let mut written = Vec::new();
-        for algo in [HashAlgo::Sha256, HashAlgo::Sha512, HashAlgo::Sha1, HashAlgo::Md5] {
+        for algo in FLAT_ALGOS {
             let mut hasher = algo.hasher();
             hasher.update(file);
             let path = root.join(RecipeStore::key(&hasher.finish()));
-            let write_error = |source| StoreError::Write { path: path.clone(), source };
-            std::fs::create_dir_all(path.parent().expect("a key has a parent")).map_err(write_error)?;
-            let mut temp =
-                tempfile::NamedTempFile::new_in(path.parent().expect("a key has a parent")).map_err(write_error)?;
-            std::io::Write::write_all(&mut temp, &encoded).map_err(write_error)?;
-            temp.persist(&path).map_err(|e| write_error(e.error))?;
+            write_atomically(&path, &encoded)?;
             written.push(path);
+        }
+        let json = serde_json::to_vec_pretty(entry).expect("an entry serialises");
+        for key in entry.keys() {
+            write_atomically(&root.join("bridge").join(key), &json)?;
         }
         Ok(written)
     }
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let write_error = |source| StoreError::Write { path: path.to_owned(), source };
+    let parent = path.parent().expect("a key has a parent");
+    std::fs::create_dir_all(parent).map_err(write_error)?;
+    // Readable by all, as a web server publishing the store needs (a temp file starts 0600).
+    let mut temp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(parent)
+        .map_err(write_error)?;
+    std::io::Write::write_all(&mut temp, bytes).map_err(write_error)?;
+    temp.persist(path).map_err(|e| write_error(e.error))?;
+    Ok(())
 }

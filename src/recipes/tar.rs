@@ -14,7 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RecipeError;
+use super::runs::{Run, diff, patch};
+use super::{RecipeError, tree_paths};
 use crate::hashing::tree::memory::Node;
 
 const BLOCK: usize = 512;
@@ -26,6 +27,7 @@ const MAX_ZERO_TAIL: u64 = 64 << 20;
 /// How to rebuild a tar stream from a tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TarLayer {
+    #[serde(deserialize_with = "super::bounded::vec")]
     pub members: Vec<Member>,
     /// What follows the last member: the end marker and the record padding.
     pub tail: Tail,
@@ -37,6 +39,7 @@ pub struct Member {
     pub name: Name,
     /// The header's bytes that differ from the previous header's (size and checksum fields left
     /// out of both, and the name field taken from the tree where [`Name::Tree`] says so), as runs.
+    #[serde(deserialize_with = "super::bounded::vec")]
     pub header: Vec<Run>,
     /// The size field, where it is not the usual `%011o\0` of the data's length.
     pub size_field: Option<Vec<u8>>,
@@ -58,26 +61,6 @@ pub enum Name {
     Tree { delta: i64, dot_slash: bool },
 }
 
-/// Every path of `tree` in depth-first, byte-sorted order, directories with a trailing `/`.
-fn tree_paths(tree: &Node) -> Vec<Vec<u8>> {
-    fn visit(node: &Node, prefix: &mut Vec<u8>, out: &mut Vec<Vec<u8>>) {
-        let Node::Directory(entries) = node else { return };
-        for (name, child) in entries {
-            let len = prefix.len();
-            prefix.extend_from_slice(name);
-            if matches!(child, Node::Directory(_)) {
-                prefix.push(b'/');
-            }
-            out.push(prefix.clone());
-            visit(child, prefix, out);
-            prefix.truncate(len);
-        }
-    }
-    let mut out = Vec::new();
-    visit(tree, &mut Vec::new(), &mut out);
-    out
-}
-
 fn spelled(path: &[u8], dot_slash: bool) -> Result<[u8; 100], RecipeError> {
     let mut field = [0u8; 100];
     let prefix: &[u8] = if dot_slash { b"./" } else { b"" };
@@ -96,13 +79,6 @@ pub enum Data {
     Tree,
     /// These bytes (metadata members, overwritten or missing files).
     Literal(Vec<u8>),
-}
-
-/// A run of bytes at an offset in a block.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Run {
-    pub offset: u16,
-    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,41 +209,6 @@ fn masked(header: &[u8; BLOCK]) -> [u8; BLOCK] {
     masked
 }
 
-/// Runs of bytes where `new` differs from `old`; runs closer than 4 bytes are merged, since a run
-/// costs more than a few equal bytes.
-fn diff(old: &[u8; BLOCK], new: &[u8; BLOCK]) -> Vec<Run> {
-    let mut runs: Vec<Run> = Vec::new();
-    let mut i = 0;
-    while i < BLOCK {
-        if old[i] == new[i] {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut end = i + 1;
-        while end < BLOCK && (old[end] != new[end] || (end + 4 < BLOCK && old[end..end + 4] != new[end..end + 4])) {
-            end += 1;
-        }
-        runs.push(Run { offset: start as u16, bytes: new[start..end].to_vec() });
-        i = end;
-    }
-    runs
-}
-
-fn patch(block: &mut [u8; BLOCK], runs: &[Run]) -> Result<(), RecipeError> {
-    for run in runs {
-        let start = usize::from(run.offset);
-        let end = start.checked_add(run.bytes.len()).filter(|&e| e <= BLOCK).ok_or_else(|| {
-            RecipeError::Damaged(format!(
-                "a tar header run at {start} of {} bytes overflows the block",
-                run.bytes.len()
-            ))
-        })?;
-        block[start..end].copy_from_slice(&run.bytes);
-    }
-    Ok(())
-}
-
 /// Normalises a member path as extraction does: no leading `./` or `/`, no `.` components, no
 /// trailing `/`.
 fn tree_path(path: &[u8]) -> Vec<u8> {
@@ -361,8 +302,10 @@ impl TarLayer {
         }
     }
 
-    /// Rebuilds the tar stream from `tree`.
-    pub fn apply(&self, tree: &Node, out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    /// Rebuilds the tar stream from `tree`, refusing to write more than `limit` bytes (a damaged
+    /// recipe could take one large tree file a million times).
+    pub fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
+        let too_long = || RecipeError::Damaged(format!("the tar stream grows past {limit} bytes"));
         let mut previous = [0u8; BLOCK];
         let mut state = PathState::default();
         let paths = tree_paths(tree);
@@ -380,7 +323,7 @@ impl TarLayer {
                 header[0..100].copy_from_slice(&spelled(path, dot_slash)?);
                 previous_number = number.expect("checked above");
             }
-            patch(&mut header, &member.header)?;
+            patch(&mut header, &member.header, "tar header")?;
             let kind = header[156];
             let path = state.path_of(&header);
             state.pax_size = None;
@@ -406,9 +349,12 @@ impl TarLayer {
                 return Err(RecipeError::Damaged("a tar checksum field is not 8 bytes".into()));
             }
             header[CHECKSUM].copy_from_slice(&checksum_field);
+            let pad = data.len().next_multiple_of(BLOCK) - data.len();
+            if out.len() + BLOCK + data.len() + pad > limit {
+                return Err(too_long());
+            }
             out.extend_from_slice(&header);
             out.extend_from_slice(data);
-            let pad = data.len().next_multiple_of(BLOCK) - data.len();
             match &member.padding {
                 Some(padding) if padding.len() == pad => out.extend_from_slice(padding),
                 Some(_) => return Err(RecipeError::Damaged("a tar member's padding has the wrong length".into())),
@@ -416,9 +362,16 @@ impl TarLayer {
             }
             previous = header;
         }
-        match &self.tail {
-            Tail::Zeros(n) if *n <= MAX_ZERO_TAIL => out.resize(out.len() + *n as usize, 0),
+        let tail_len = match &self.tail {
+            Tail::Zeros(n) if *n <= MAX_ZERO_TAIL => *n as usize,
             Tail::Zeros(n) => return Err(RecipeError::Damaged(format!("a tail of {n} zero bytes"))),
+            Tail::Raw(bytes) => bytes.len(),
+        };
+        if out.len() + tail_len > limit {
+            return Err(too_long());
+        }
+        match &self.tail {
+            Tail::Zeros(_) => out.resize(out.len() + tail_len, 0),
             Tail::Raw(bytes) => out.extend_from_slice(bytes),
         }
         Ok(())
@@ -433,7 +386,7 @@ mod tests {
     fn damaged_layers_are_refused_without_allocating() {
         let tree = Node::empty_directory();
         let huge = TarLayer { members: vec![], tail: Tail::Zeros(u64::MAX) };
-        assert!(matches!(huge.apply(&tree, &mut Vec::new()), Err(RecipeError::Damaged(_))));
+        assert!(matches!(huge.apply(&tree, usize::MAX, &mut Vec::new()), Err(RecipeError::Damaged(_))));
         let overflowing = Member {
             name: Name::Header,
             header: vec![Run { offset: 510, bytes: vec![1, 2, 3] }],
@@ -443,20 +396,6 @@ mod tests {
             padding: None,
         };
         let layer = TarLayer { members: vec![overflowing], tail: Tail::Zeros(1024) };
-        assert!(matches!(layer.apply(&tree, &mut Vec::new()), Err(RecipeError::Damaged(_))));
-    }
-
-    #[test]
-    fn header_diffs_patch_back_exactly() {
-        let mut old = [0u8; BLOCK];
-        let mut new = [0u8; BLOCK];
-        old[..11].copy_from_slice(b"pkg/old.txt");
-        new[..11].copy_from_slice(b"pkg/new.txz");
-        new[300] = 7;
-        let runs = diff(&old, &new);
-        let mut patched = old;
-        patch(&mut patched, &runs).unwrap();
-        assert_eq!(patched, new);
-        assert_eq!(runs.len(), 2, "nearby differences merge, distant ones do not");
+        assert!(matches!(layer.apply(&tree, usize::MAX, &mut Vec::new()), Err(RecipeError::Damaged(_))));
     }
 }

@@ -28,6 +28,8 @@ pub struct XzLayer {
 }
 
 const CHUNK: usize = 64 * 1024;
+const MAX_DICT: u32 = 64 << 20;
+const MAX_BLOCK: u64 = 1 << 30;
 
 fn check_of(id: u8) -> Option<Check> {
     match id {
@@ -163,6 +165,25 @@ impl XzLayer {
             }
         }
         Err(unsupported("no liblzma preset reproduces the stream (another encoder wrote it)".into()))
+    }
+
+    /// Within what `xz` writes: presets 0 to 9 (with or without `-e`), a dictionary of at most
+    /// preset 9's 64 MiB, a known check, a multithreaded block size of at most 1 GiB. A larger
+    /// dictionary or block would make applying the recipe take gigabytes.
+    pub(super) fn check_shape(&self) -> Result<(), String> {
+        if self.preset & !PRESET_EXTREME > 9 {
+            return Err(format!("xz: preset {:#x}", self.preset));
+        }
+        if self.dict_size > MAX_DICT {
+            return Err(format!("xz: a dictionary of {} bytes, more than {MAX_DICT}", self.dict_size));
+        }
+        if check_of(self.check).is_none() {
+            return Err(format!("xz: check type {}", self.check));
+        }
+        match self.block_size {
+            Some(size) if size > MAX_BLOCK => Err(format!("xz: blocks of {size} bytes, more than {MAX_BLOCK}")),
+            _ => Ok(()),
+        }
     }
 
     /// Recompresses `plain` exactly as the original file was.

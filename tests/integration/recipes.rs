@@ -10,22 +10,50 @@ use crate::local_archive::local_archive;
 use crate::reference_tools::{bridge, failure, line, output, swh_program, tool};
 use crate::trees::{TreeShape, make_tree, temp_dir};
 
-/// Makes a recipe for `file`, extracts `file` with GNU tar, rebuilds it from the extraction, and
-/// checks the bytes; returns the recipe's path.
-fn round_trip(file: &Path, work: &Path) -> PathBuf {
-    let recipe = work.join(format!("{}.recipe", file.file_name().unwrap().to_string_lossy()));
+/// How a test unpacks a file before rebuilding it from the tree.
+#[derive(Clone, Copy)]
+enum Unpack {
+    /// `tar -xf`.
+    GnuTar,
+    /// `swh.core.tarball.uncompress`, SWH's own code (its loaders use it); the recipe's tree is
+    /// checked against `swh identify` of the result.
+    Swh,
+}
+
+/// Makes a recipe for `file`, unpacks `file`, rebuilds it from the tree, and checks the bytes;
+/// returns the recipe's path.
+fn round_trip_with(file: &Path, work: &Path, unpack: Unpack) -> PathBuf {
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let recipe = work.join(format!("{name}.recipe"));
     let created = bridge().args(["recipe", "create"]).arg(file).arg("-o").arg(&recipe).output().unwrap();
-    assert!(created.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&created.stderr));
-    let extracted = work.join(format!("{}.x", file.file_name().unwrap().to_string_lossy()));
-    fs::create_dir(&extracted).unwrap();
-    output(tool("tar").arg("-xf").arg(file).arg("-C").arg(&extracted));
-    let rebuilt = work.join(format!("{}.rebuilt", file.file_name().unwrap().to_string_lossy()));
+    assert!(created.status.success(), "{name}: {}", String::from_utf8_lossy(&created.stderr));
+    let extracted = work.join(format!("{name}.x"));
+    match unpack {
+        Unpack::GnuTar => {
+            fs::create_dir(&extracted).unwrap();
+            output(tool("tar").arg("-xf").arg(file).arg("-C").arg(&extracted));
+        }
+        Unpack::Swh => {
+            let script = "import sys\nfrom swh.core.tarball import uncompress\nuncompress(sys.argv[1], sys.argv[2])";
+            let python = swh_program().parent().unwrap().join("python");
+            output(Command::new(python).arg("-c").arg(script).arg(file).arg(&extracted));
+            let shown: serde_json::Value =
+                serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+            let identified = line(tool("swh").args(["identify", "--no-filename"]).arg(&extracted));
+            assert_eq!(shown["tree"], identified.as_str(), "{name}: the recipe names another tree than SWH unpacks");
+        }
+    }
+    let rebuilt = work.join(format!("{name}.rebuilt"));
     let mut apply = bridge();
     apply.args(["recipe", "apply"]).arg(&recipe).arg("--tree").arg(&extracted).arg("-o").arg(&rebuilt);
     let applied = apply.output().unwrap();
-    assert!(applied.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&applied.stderr));
-    assert!(fs::read(&rebuilt).unwrap() == fs::read(file).unwrap(), "{} differs when rebuilt", file.display());
+    assert!(applied.status.success(), "{name}: {}", String::from_utf8_lossy(&applied.stderr));
+    assert!(fs::read(&rebuilt).unwrap() == fs::read(file).unwrap(), "{name} differs when rebuilt");
     recipe
+}
+
+fn round_trip(file: &Path, work: &Path) -> PathBuf {
+    round_trip_with(file, work, Unpack::GnuTar)
 }
 
 fn sh(script: &str, dir: &Path) {
@@ -100,22 +128,24 @@ fn the_recipe_names_the_tree_the_directory_loader_archives() {
     let tmp = temp_dir();
     make_tree(&tmp.path().join("pkg-2.0"), TreeShape { empty_dirs: true, non_utf8: false });
     fs::remove_file(tmp.path().join("pkg-2.0/big.bin")).unwrap();
-    sh("tar -cf - pkg-2.0 | gzip -9 > pkg-2.0.tar.gz", tmp.path());
-    let tarball = tmp.path().join("pkg-2.0.tar.gz");
-    let recipe = round_trip(&tarball, tmp.path());
-    let shown: serde_json::Value =
-        serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
-
-    let bytes = fs::read(&tarball).unwrap();
-    let hex = line(tool("sha256sum").arg(&tarball)).split_whitespace().next().unwrap().to_owned();
-    local_archive().load("directory", "recipe-pkg-2.0.tar.gz", &bytes, &[("sha256", &hex)], None);
+    sh("tar -cf - pkg-2.0 | gzip -9 > pkg-2.0.tar.gz && zip -q -r -y pkg-2.0.zip pkg-2.0", tmp.path());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = swh_bridge::archive::ArchiveClient::new(swh_bridge::archive::ClientConfig::for_api(
         local_archive().api.parse().unwrap(),
     ));
-    let digest = data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let extid = runtime.block_on(client.extid("checksum-sha256", &digest)).unwrap();
-    assert_eq!(shown["tree"], extid.target.as_str());
+    for name in ["pkg-2.0.tar.gz", "pkg-2.0.zip"] {
+        let file = tmp.path().join(name);
+        let recipe = tmp.path().join(format!("{name}.recipe"));
+        output(bridge().args(["recipe", "create"]).arg(&file).arg("-o").arg(&recipe));
+        let shown: serde_json::Value =
+            serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+        let bytes = fs::read(&file).unwrap();
+        let hex = line(tool("sha256sum").arg(&file)).split_whitespace().next().unwrap().to_owned();
+        local_archive().load("directory", &format!("recipe-{name}"), &bytes, &[("sha256", &hex)], None);
+        let digest = data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
+        let extid = runtime.block_on(client.extid("checksum-sha256", &digest)).unwrap();
+        assert_eq!(shown["tree"], extid.target.as_str(), "{name}");
+    }
 }
 
 #[test]
@@ -146,7 +176,7 @@ fn damaged_recipes_and_wrong_trees_are_refused_with_the_reason() {
     assert!(!tmp.path().join("out").exists());
 
     let stderr = failure(bridge().args(["recipe", "create"]).arg(&recipe).arg("-o").arg(tmp.path().join("r")));
-    assert!(stderr.contains("not a tar archive"), "{stderr}");
+    assert!(stderr.contains("neither a zip file nor a tar archive"), "{stderr}");
     // Formats that are recognised but not modelled say so.
     fs::write(tmp.path().join("pkg.tar.zst"), b"\x28\xb5\x2f\xfd rest of a zstd frame").unwrap();
     let stderr = failure(
@@ -210,4 +240,254 @@ fn hostile_tarballs_get_no_recipe() {
     );
     assert!(stderr.contains("contains `..`"), "{stderr}");
     assert!(!tmp.path().join("r").exists());
+}
+
+/// A zip's round trip through SWH's unpacking.
+fn zip_round_trip(file: &Path, work: &Path) {
+    round_trip_with(file, work, Unpack::Swh);
+}
+
+/// A Python block written in a Rust string: the first line starts right after the quote, the
+/// others carry the Rust indentation too.
+fn dedent(block: &str) -> String {
+    let mut lines = block.lines();
+    let first = lines.next().unwrap_or_default().trim();
+    let rest: Vec<&str> = lines.collect();
+    let indent = rest.iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min();
+    let rest = rest.iter().map(|l| l.get(indent.unwrap_or(0)..).unwrap_or_default());
+    std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n")
+}
+
+/// Writes zip files with Python's zipfile: `script` gets `z`, an open `ZipFile` on `path`, and
+/// `pkg`, the tree's directory.
+fn python_zip(path: &Path, tree: &Path, script: &str) {
+    let program = format!("import sys, os, zipfile\npath, pkg = sys.argv[1], sys.argv[2]\n{}", dedent(script));
+    output(Command::new(swh_program().parent().unwrap().join("python")).arg("-c").arg(program).arg(path).arg(tree));
+}
+
+#[test]
+fn zip_files_from_info_zip_and_python_round_trip_and_name_the_tree_swh_unpacks() {
+    let tmp = temp_dir();
+    // Info-ZIP stores non-UTF-8 names as they are, which Python reads as code page 437.
+    make_tree(&tmp.path().join("pkg"), TreeShape { empty_dirs: true, non_utf8: true });
+    let mut made = Vec::new();
+    for (name, options) in [
+        ("store.zip", "-0"),
+        ("fast.zip", "-1"),
+        ("default.zip", "-6"),
+        ("best.zip", "-9"),
+        ("noextra.zip", "-9 -X"),
+        ("zip64.zip", "-fz"),
+    ] {
+        sh(&format!("zip -q -r -y {options} {name} pkg"), tmp.path());
+        made.push(name.to_owned());
+    }
+    // Written to a pipe, Info-ZIP cannot seek back: data descriptors follow the data (it cannot
+    // store symlinks to a pipe, so regular files only).
+    sh("find pkg -type f | zip -q - -@ | cat > streamed.zip", tmp.path());
+    // A self-extractor's stub before the zip, with the offsets left as they were and adjusted.
+    sh("head -c 1000 /dev/urandom > stub && cat stub default.zip > stubbed.zip", tmp.path());
+    sh("cp stubbed.zip adjusted.zip && zip -q -A adjusted.zip", tmp.path());
+    made.extend(["streamed.zip", "stubbed.zip", "adjusted.zip"].map(String::from));
+    // Python, as wheel builders use it: deflate at several levels, stored entries, directory
+    // entries, a comment, zip64 records, a duplicate name (the last one wins on unpacking), and
+    // an unseekable output (data descriptors).
+    // Python writes only UTF-8 names.
+    let pkg = tmp.path().join("utf8/pkg");
+    make_tree(&pkg, TreeShape { empty_dirs: true, non_utf8: false });
+    for (name, script) in [
+        ("py-deflate.zip", "z = zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED)"),
+        ("py-level1.zip", "z = zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED, compresslevel=1)"),
+        ("py-level9.zip", "z = zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED, compresslevel=9)"),
+        ("py-stored.zip", "z = zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED)"),
+        (
+            "py-piped.zip",
+            "class Pipe:
+                def __init__(self, f): self.f = f
+                def write(self, b): return self.f.write(b)
+                def flush(self): self.f.flush()
+            z = zipfile.ZipFile(Pipe(open(path, 'wb')), 'w', zipfile.ZIP_DEFLATED)",
+        ),
+    ] {
+        let body = "for root, dirs, files in sorted(os.walk(pkg)):
+            rel = os.path.relpath(root, os.path.dirname(pkg))
+            z.write(root, rel)
+            for f in sorted(files):
+                p = os.path.join(root, f)
+                if os.path.exists(p): z.write(p, os.path.join(rel, f))
+            z.comment = b'made by a test'
+        with z.open('pkg/forced64.txt', 'w', force_zip64=True) as f: f.write(b'zip64 extra field')
+        z.writestr('pkg/twice.txt', 'first')
+        z.writestr('pkg/twice.txt', 'second, kept')
+        z.close()";
+        python_zip(&tmp.path().join(name), &pkg, &format!("{}\n{}", dedent(script), dedent(body)));
+        made.push(name.to_owned());
+    }
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for name in made {
+        zip_round_trip(&tmp.path().join(name), &work);
+    }
+}
+
+#[test]
+fn zips_from_python_need_no_deflate_corrections() {
+    // zlib (which Python's zipfile uses, so most wheels) at any level is rebuilt by level alone.
+    // Info-ZIP's own deflate matches zlib only at low levels, and its entries otherwise take
+    // preflate corrections (the round-trip test covers them).
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("pkg"), TreeShape { empty_dirs: false, non_utf8: false });
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for level in 1..=9 {
+        let name = format!("py{level}.zip");
+        let script = format!(
+            "z = zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED, compresslevel={level})
+            for root, dirs, files in sorted(os.walk(pkg)):
+                for f in sorted(files):
+                    p = os.path.join(root, f)
+                    if os.path.isfile(p) and not os.path.islink(p): z.write(p, os.path.relpath(p, pkg))
+            z.close()"
+        );
+        python_zip(&tmp.path().join(&name), &tmp.path().join("pkg"), &script);
+        zip_round_trip(&tmp.path().join(&name), &work);
+        let shown: serde_json::Value = serde_json::from_slice(&output(
+            bridge().args(["recipe", "show", "--json"]).arg(work.join(format!("{name}.recipe"))),
+        ))
+        .unwrap();
+        assert_eq!(shown["deflate_corrections"], 0, "{name}: {shown}");
+        assert!(shown["deflate_encoders"].as_object().unwrap().keys().all(|k| k.starts_with("zlib -")), "{shown}");
+    }
+}
+
+#[test]
+fn hostile_zips_are_unpacked_as_swh_does_or_refused() {
+    let tmp = temp_dir();
+    // Names that climb out are skipped on unpacking (as Python's shutil does), never written.
+    let pkg = tmp.path().join("pkg");
+    fs::create_dir(&pkg).unwrap();
+    python_zip(
+        &tmp.path().join("climbing.zip"),
+        &pkg,
+        "z = zipfile.ZipFile(path, 'w')
+        z.writestr('ok.txt', 'fine')
+        z.writestr('../evil.txt', 'climbs')
+        z.writestr('/abs.txt', 'absolute')
+        z.close()",
+    );
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    zip_round_trip(&tmp.path().join("climbing.zip"), &work);
+    assert!(!tmp.path().join("evil.txt").exists() && !work.join("evil.txt").exists());
+    // A bomb: the entry inflates past the size it declares.
+    python_zip(
+        &tmp.path().join("bomb.zip"),
+        &pkg,
+        "z = zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED)
+        z.writestr('zeros', b'\\0' * 10_000_000)
+        z.close()
+        data = bytearray(open(path, 'rb').read())
+        cd = data.rfind(b'PK\\x01\\x02')
+        data[22:26] = (1000).to_bytes(4, 'little')
+        data[cd + 24:cd + 28] = (1000).to_bytes(4, 'little')
+        open(path, 'wb').write(data)",
+    );
+    let stderr = failure(
+        bridge().args(["recipe", "create"]).arg(tmp.path().join("bomb.zip")).arg("-o").arg(tmp.path().join("r")),
+    );
+    assert!(stderr.contains("does not match its size and CRC"), "{stderr}");
+    assert!(!tmp.path().join("r").exists());
+}
+
+#[test]
+fn the_bridge_index_leads_a_nar_hash_without_an_extid_to_the_archived_tree() {
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("bridged-4.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    fs::remove_file(tmp.path().join("bridged-4.0/big.bin")).unwrap();
+    // Other tests archive trees of the same shape, some with NAR ExtIDs: this one must differ.
+    fs::write(tmp.path().join("bridged-4.0/only-here"), b"the bridge index test\n").unwrap();
+    sh("tar -cf - bridged-4.0 | xz -6 > bridged-4.0.tar.xz", tmp.path());
+    let tarball = tmp.path().join("bridged-4.0.tar.xz");
+    let bytes = fs::read(&tarball).unwrap();
+    let hex = line(tool("sha256sum").arg(&tarball)).split_whitespace().next().unwrap().to_owned();
+    // The loader records the flat hash only: no ExtID names the unpacked tree's NAR hash.
+    local_archive().load("directory", "bridged-4.0.tar.xz", &bytes, &[("sha256", &hex)], None);
+    let store = tmp.path().join("recipes");
+    output(bridge().args(["recipe", "create"]).arg(&tarball).arg("--store").arg(&store));
+
+    // What fetchzip would pin: the NAR hash of the top folder, as Nix computes it.
+    fs::create_dir(tmp.path().join("x")).unwrap();
+    output(tool("tar").arg("-xf").arg(&tarball).arg("-C").arg(tmp.path().join("x")));
+    let nar_hash = |path: &Path| line(tool("nix-hash").args(["--type", "sha256", "--base32"]).arg(path));
+    let nar = format!("sha256:{}", nar_hash(&tmp.path().join("x/bridged-4.0")));
+    let lookup = |key: &str, nar: bool| {
+        let mut cmd = bridge();
+        cmd.args(["recipe", "lookup", key, "--recipes"]).arg(&store);
+        if nar {
+            cmd.arg("--nar");
+        }
+        serde_json::from_slice::<serde_json::Value>(&output(&mut cmd)).unwrap()
+    };
+    let by_nar = lookup(&nar, true);
+    assert_eq!(by_nar["flat"]["sha256"], hex.as_str());
+    assert_eq!(by_nar["unpacked"]["top"], "bridged-4.0");
+    let md5 = line(tool("md5sum").arg(&tarball)).split_whitespace().next().unwrap().to_owned();
+    assert_eq!(lookup(&format!("md5:{md5}"), false), by_nar);
+    assert_eq!(lookup(by_nar["tree"].as_str().unwrap(), false), by_nar);
+
+    let fetch = |recipes: bool, out: &Path| {
+        let mut cmd = bridge();
+        cmd.args(["fetch", &nar, "--mode", "recursive", "--no-cache", "--archive", &local_archive().api]);
+        cmd.arg("-o").arg(out);
+        if recipes {
+            cmd.arg("--recipes").arg(&store);
+        }
+        cmd.output().unwrap()
+    };
+    let without = fetch(false, &tmp.path().join("without"));
+    assert!(!without.status.success(), "{}", String::from_utf8_lossy(&without.stderr));
+    let out = tmp.path().join("fetched");
+    let result = fetch(true, &out);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(stderr.contains("the bridge index leads to swh:1:dir:"), "{stderr}");
+    assert_eq!(format!("sha256:{}", nar_hash(&out)), nar);
+}
+
+#[test]
+fn recipes_of_format_version_1_still_apply() {
+    // Made by swh-bridge 0cc69bf (format version 1) from tarballs made by GNU tar, gzip and xz.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recipes-v1");
+    let tmp = temp_dir();
+    for name in ["hello-1.0.tar.gz", "hello-1.0.tar.xz"] {
+        let recipe = fixtures.join(format!("{name}.recipe"));
+        assert_eq!(fs::read(&recipe).unwrap()[18], 1, "{name}: a version 1 recipe");
+        let tree = tmp.path().join(format!("{name}.x"));
+        fs::create_dir(&tree).unwrap();
+        output(tool("tar").arg("-xf").arg(fixtures.join(name)).arg("-C").arg(&tree));
+        let rebuilt = tmp.path().join(name);
+        output(bridge().args(["recipe", "apply"]).arg(&recipe).arg("--tree").arg(&tree).arg("-o").arg(&rebuilt));
+        assert!(fs::read(&rebuilt).unwrap() == fs::read(fixtures.join(name)).unwrap(), "{name} differs");
+    }
+}
+
+#[test]
+fn crates_published_with_zlib_rs_are_kept_as_its_level() {
+    // A crate this project builds with, as crates.io serves it (cargo downloaded it to build):
+    // recent cargo deflates .crate files with zlib-rs, which preflate cannot model.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let cached = fs::read_dir(cargo_home.join("registry/cache"))
+        .unwrap()
+        .map(|index| index.unwrap().path().join("anyhow-1.0.105.crate"))
+        .find(|path| path.exists())
+        .expect("cargo's cache holds anyhow 1.0.105, a dependency of this project");
+    let tmp = temp_dir();
+    let file = tmp.path().join("anyhow-1.0.105.crate.gz");
+    fs::copy(&cached, &file).unwrap();
+    let recipe = round_trip(&file, tmp.path());
+    let shown: serde_json::Value =
+        serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+    assert_eq!(shown["deflate_encoders"], serde_json::json!({ "zlib-rs -9": 1 }), "{shown}");
 }

@@ -21,6 +21,7 @@
 pub mod disk;
 pub mod memory;
 pub mod tarball;
+pub mod zip_archive;
 
 use std::fs::File;
 use std::io;
@@ -189,6 +190,8 @@ pub enum TreeError {
     NarInput(#[source] io::Error),
     #[error("malformed NAR at byte {offset}: {reason}")]
     MalformedNar { offset: u64, reason: String },
+    #[error("malformed zip file at byte {offset}: {reason}")]
+    MalformedZip { offset: u64, reason: String },
     #[error("refusing archive member `{path}`: {reason}")]
     HostileMember { path: String, reason: String },
     #[error("failed to read the archive")]

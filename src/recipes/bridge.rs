@@ -1,0 +1,90 @@
+//! The bridge index: for each file with a recipe, every name Nix and Software Heritage give it.
+//!
+//! Nix names a tarball by the flat hash of the file (`fetchurl`) or by the NAR hash of the tree
+//! it unpacks to (`fetchzip`, which strips the top directory when there is exactly one); SWH
+//! names the extraction root by a directory SWHID, and its ExtIDs link only the hashes its
+//! loader saw. An entry joins them all, so that a NAR hash with no ExtID still leads to a
+//! directory in the archive (and a flat hash to the tree its recipe needs). An entry is a small
+//! JSON document, kept in the recipe store under each of its keys (see [`BridgeEntry::keys`]).
+//!
+//! The unpacked tree's NAR hash is computed from the tree SWH archives: for tarballs that is the
+//! tree Nix unpacks; for zips, `unzip` (which fetchzip uses) keeps executable bits and symlinks
+//! that SWH's unpacking drops, so the NAR hash matches fetchzip's only for zips without them.
+//! Whoever uses an entry verifies what it leads to.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hashing::HashAlgo;
+use crate::hashing::tree::memory::Node;
+
+/// The flat hashes an entry is kept under: the ones Nix expressions pin.
+pub const FLAT_ALGOS: [HashAlgo; 4] = [HashAlgo::Sha256, HashAlgo::Sha512, HashAlgo::Sha1, HashAlgo::Md5];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeEntry {
+    /// The file's length.
+    pub size: u64,
+    /// The file's flat hashes, hex, by algorithm (`sha256`, `sha512`, `sha1`, `md5`).
+    pub flat: BTreeMap<String, String>,
+    /// The extraction root's SWHID: what the recipe rebuilds from, and what SWH's `checksum-*`
+    /// ExtIDs name.
+    pub tree: String,
+    /// The tree as Nix's fetchzip makes it.
+    pub unpacked: Unpacked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpacked {
+    /// The top directory stripped, if the extraction root holds exactly one directory and
+    /// nothing else.
+    pub top: Option<String>,
+    pub swhid: String,
+    /// The NAR sha256, hex.
+    pub nar_sha256: String,
+}
+
+impl BridgeEntry {
+    /// The entry for `file`, whose extraction root is `tree`.
+    pub fn of(file: &[u8], tree: &Node) -> BridgeEntry {
+        let flat = FLAT_ALGOS
+            .iter()
+            .map(|algo| {
+                let mut hasher = algo.hasher();
+                hasher.update(file);
+                (algo.name().to_owned(), hasher.finish().to_hex())
+            })
+            .collect();
+        let (top, unpacked) = match tree {
+            Node::Directory(entries) if entries.len() == 1 => match entries.iter().next() {
+                Some((name, dir @ Node::Directory(_))) => (Some(String::from_utf8_lossy(name).into_owned()), dir),
+                _ => (None, tree),
+            },
+            _ => (None, tree),
+        };
+        BridgeEntry {
+            size: file.len() as u64,
+            flat,
+            tree: tree.swhid().to_string(),
+            unpacked: Unpacked {
+                top,
+                swhid: unpacked.swhid().to_string(),
+                nar_sha256: unpacked.nar_hash(HashAlgo::Sha256).to_hex(),
+            },
+        }
+    }
+
+    /// The keys the entry is found under: `<algo>/<hex>` for each flat hash, `nar-sha256/<hex>`,
+    /// and `swh-dir/<hex>` for the extraction root.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.flat.iter().map(|(algo, hex)| format!("{algo}/{hex}")).collect();
+        keys.push(format!("nar-sha256/{}", self.unpacked.nar_sha256));
+        if let Some(hex) = self.tree.strip_prefix("swh:1:dir:") {
+            keys.push(format!("swh-dir/{hex}"));
+        }
+        keys
+    }
+}

@@ -1,0 +1,170 @@
+//! Deflate streams (in gzip members and zip entries), kept as the encoder that wrote them.
+//!
+//! The same data deflates to different bytes with every implementation and level, so a recipe
+//! must say how to get the exact stream back. Most streams come from a few encoders: zlib (GNU
+//! gzip's algorithm, Python, Java, Node), and zlib-rs, a port of zlib-ng that cargo's `flate2`
+//! has used since 2025 (so recent `.crate` files). Those are recognised by re-encoding the data
+//! at each level and comparing as the output comes (a wrong guess is caught within its first
+//! block), and kept as the encoder and level. Anything else is kept as preflate-rs's corrections
+//! against its own prediction of the encoder's choices, which are small for deflate encoders of
+//! the zlib family and refused for streams it cannot model.
+//!
+//! Both encoders are pinned, since their output is part of the recipe format: zlib 1.3.2 (bundled
+//! by libz-sys, not the system's; distributions that ship zlib-ng as zlib deflate differently)
+//! and zlib-rs 0.6.8, each with a 32 KiB window, memory level 8 and the default strategy.
+
+use serde::{Deserialize, Serialize};
+
+use super::RecipeError;
+
+/// How to recreate one raw deflate stream from its uncompressed bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Deflate {
+    /// zlib at this level (1 to 9).
+    Zlib { level: u8 },
+    /// zlib-rs at this level (1 to 9).
+    ZlibRs { level: u8 },
+    /// preflate-rs 0.7.1's corrections.
+    Preflate { corrections: Vec<u8> },
+}
+
+/// Runs a preflate call, turning a panic into an error: preflate-rs 0.7 panics on some
+/// corrections that do not fit the data (the fuzzer found index and arithmetic panics), and a
+/// damaged recipe or odd stream must not take the program down.
+fn without_panics<T>(call: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or_else(|_| Err("preflate panicked on it".to_owned()))
+}
+
+/// Levels in the order they are tried: each encoder's default and best first.
+const ZLIB_LEVELS: [u8; 9] = [6, 9, 1, 5, 2, 3, 4, 7, 8];
+const ZLIB_RS_LEVELS: [u8; 9] = [9, 6, 1, 5, 2, 3, 4, 7, 8];
+const CHUNK: usize = 64 << 10;
+
+/// One of the encoders, fed in chunks.
+enum Encoder {
+    Zlib(flate2::Compress),
+    ZlibRs(Box<zlib_rs::Deflate>),
+}
+
+impl Encoder {
+    fn new(deflate: &Deflate) -> Result<Encoder, RecipeError> {
+        let level = match deflate {
+            Deflate::Zlib { level } | Deflate::ZlibRs { level } => *level,
+            Deflate::Preflate { .. } => unreachable!("preflate is not fed in chunks"),
+        };
+        if !(1..=9).contains(&level) {
+            return Err(RecipeError::Damaged(format!("deflate level {level}")));
+        }
+        Ok(match deflate {
+            Deflate::Zlib { .. } => Encoder::Zlib(flate2::Compress::new(flate2::Compression::new(level.into()), false)),
+            _ => Encoder::ZlibRs(Box::new(zlib_rs::Deflate::new(level.into(), false, 15))),
+        })
+    }
+
+    /// Compresses `input` into the spare capacity of `out`; true once the stream has ended.
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, finish: bool) -> Result<(usize, bool), RecipeError> {
+        match self {
+            Encoder::Zlib(stream) => {
+                let before = stream.total_in();
+                let flush = if finish { flate2::FlushCompress::Finish } else { flate2::FlushCompress::None };
+                let status =
+                    stream.compress_vec(input, out, flush).map_err(|e| RecipeError::Damaged(format!("zlib: {e}")))?;
+                Ok(((stream.total_in() - before) as usize, status == flate2::Status::StreamEnd))
+            }
+            Encoder::ZlibRs(stream) => {
+                let (before_in, before_out) = (stream.total_in(), stream.total_out());
+                let len = out.len();
+                out.resize(out.capacity(), 0);
+                let flush = if finish { zlib_rs::DeflateFlush::Finish } else { zlib_rs::DeflateFlush::NoFlush };
+                let status = stream.compress(input, &mut out[len..], flush);
+                let written = (stream.total_out() - before_out) as usize;
+                out.truncate(len + written);
+                let status = status.map_err(|e| RecipeError::Damaged(format!("zlib-rs: {}", e.as_str())))?;
+                Ok(((stream.total_in() - before_in) as usize, status == zlib_rs::Status::StreamEnd))
+            }
+        }
+    }
+}
+
+/// Deflates `plain` with an encoder; with `expected`, stops at the first byte that differs from
+/// it and returns `None`.
+fn encode(plain: &[u8], deflate: &Deflate, expected: Option<&[u8]>) -> Result<Option<Vec<u8>>, RecipeError> {
+    let mut encoder = Encoder::new(deflate)?;
+    let mut out = Vec::with_capacity(expected.map_or(plain.len() / 2, <[u8]>::len) + CHUNK);
+    let mut consumed = 0;
+    loop {
+        let input = &plain[consumed..(consumed + CHUNK).min(plain.len())];
+        let finish = consumed + input.len() == plain.len();
+        let before = out.len();
+        out.reserve(CHUNK);
+        let (used, ended) = encoder.feed(input, &mut out, finish)?;
+        consumed += used;
+        if let Some(expected) = expected
+            && expected.get(before..out.len()) != Some(&out[before..])
+        {
+            return Ok(None);
+        }
+        if ended {
+            return Ok(Some(out));
+        }
+    }
+}
+
+/// Which encoder wrote `deflated` from `plain`: zlib or zlib-rs at some level, else preflate's
+/// corrections. `name` says what the stream is, in errors.
+pub fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate, RecipeError> {
+    let candidates = ZLIB_LEVELS
+        .map(|level| Deflate::Zlib { level })
+        .into_iter()
+        .chain(ZLIB_RS_LEVELS.map(|level| Deflate::ZlibRs { level }));
+    for candidate in candidates {
+        if encode(plain, &candidate, Some(deflated))?.is_some_and(|out| out == deflated) {
+            return Ok(candidate);
+        }
+    }
+    let modelled = without_panics(|| {
+        preflate_rs::preflate_whole_deflate_stream(deflated, true, super::MAX_PLAIN).map_err(|e| format!("{e:?}"))
+    });
+    match modelled {
+        Ok((result, text)) if result.compressed_size == deflated.len() && text.text() == plain => {
+            Ok(Deflate::Preflate { corrections: result.corrections })
+        }
+        Ok(_) => Err(RecipeError::Unsupported(format!("preflate reads the deflate stream of {name} otherwise"))),
+        Err(why) => Err(RecipeError::Unsupported(format!("preflate cannot model the deflate stream of {name}: {why}"))),
+    }
+}
+
+/// The raw deflate stream `deflate` makes of `plain`.
+pub fn recreate(plain: &[u8], deflate: &Deflate) -> Result<Vec<u8>, RecipeError> {
+    match deflate {
+        Deflate::Preflate { corrections } => without_panics(|| {
+            preflate_rs::recreate_whole_deflate_stream(plain, corrections).map_err(|e| format!("{e:?}"))
+        })
+        .map_err(|e| RecipeError::Damaged(format!("preflate cannot recreate a deflate stream: {e}"))),
+        encoder => Ok(encode(plain, encoder, None)?.expect("an unchecked encoding completes")),
+    }
+}
+
+/// A raw deflate stream's uncompressed bytes and its length: inflated by zlib, at most
+/// `limit` bytes.
+pub fn inflate(deflated: &[u8], limit: usize) -> Result<(Vec<u8>, usize), String> {
+    let mut inflater = flate2::Decompress::new(false);
+    let mut out = Vec::with_capacity(deflated.len().saturating_mul(3).min(limit).min(1 << 26));
+    loop {
+        out.reserve(CHUNK * 4);
+        let consumed = inflater.total_in() as usize;
+        let status = inflater
+            .decompress_vec(&deflated[consumed..], &mut out, flate2::FlushDecompress::None)
+            .map_err(|e| format!("the deflate stream does not inflate: {e}"))?;
+        if status == flate2::Status::StreamEnd {
+            return Ok((out, inflater.total_in() as usize));
+        }
+        if out.len() > limit {
+            return Err(format!("it inflates to more than {limit} bytes"));
+        }
+        if inflater.total_in() as usize == consumed && out.len() < out.capacity() {
+            return Err("the deflate stream is cut short".into());
+        }
+    }
+}
