@@ -44,20 +44,26 @@ def timed(cmd, **kw):
                             stderr=subprocess.PIPE, **kw)
     return time.perf_counter() - start, result
 
-rows = {}
+rows, totals = {}, {}
 files = sorted((name, os.path.join(corpus, name)) for corpus in corpora for name in os.listdir(corpus))
 for name, path in files:
     kind, compression = kind_of(name)
     if kind is None:
         continue
     size = os.path.getsize(path)
-    row = rows.setdefault(kind, {"files": 0, "ok": 0, "failures": [], "bytes": [], "pct": [],
-                                 "create": [], "apply": [], "ratio": []})
-    row["files"] += 1
+    new_row = lambda: {"files": 0, "ok": 0, "failures": [], "bytes": [], "pct": [], "create": [], "apply": [],
+                       "ratio": []}
+    row = rows.setdefault(kind, new_row())
+    # Every file also counts in its compression's total ("all gz", "all zip"), which the targets
+    # are about.
+    total = totals.setdefault("all " + compression, new_row())
+    for r in (row, total):
+        r["files"] += 1
     recipe = os.path.join(work, name + ".recipe")
     create_s, created = timed([bridge, "recipe", "create", path, "-o", recipe])
     if created.returncode != 0:
         row["failures"].append((name, created.stderr.decode(errors="replace").strip().splitlines()[-1]))
+        total["failures"].append(row["failures"][-1])
         continue
     tree = os.path.join(work, "tree")
     shutil.rmtree(tree, ignore_errors=True)
@@ -72,27 +78,29 @@ for name, path in files:
     apply_s, applied = timed([bridge, "recipe", "apply", recipe, "--tree", tree, "-o", rebuilt])
     if applied.returncode != 0 or open(rebuilt, "rb").read() != open(path, "rb").read():
         row["failures"].append((name, "apply: " + applied.stderr.decode(errors="replace").strip()))
+        total["failures"].append(row["failures"][-1])
         continue
     decompress_s = min(timed(decompressors[compression] + [path], quiet=True)[0] for _ in range(3))
-    row["ok"] += 1
     recipe_bytes = os.path.getsize(recipe)
-    row["bytes"].append(recipe_bytes)
-    row["pct"].append(100.0 * recipe_bytes / size)
-    row["create"].append(create_s)
-    row["apply"].append(apply_s)
-    row["ratio"].append(apply_s / decompress_s)
+    for r in (row, total):
+        r["ok"] += 1
+        r["bytes"].append(recipe_bytes)
+        r["pct"].append(100.0 * recipe_bytes / size)
+        r["create"].append(create_s)
+        r["apply"].append(apply_s)
+        r["ratio"].append(apply_s / decompress_s)
 
 def p95(values):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
 
-print(f"{'format':6} {'files':>5} {'ok':>4} {'median B':>9} {'p95 B':>7} {'median %':>9} {'p95 %':>6} "
+print(f"{'format':7} {'files':>5} {'ok':>4} {'median B':>9} {'p95 B':>7} {'median %':>9} {'p95 %':>6} "
       f"{'create s':>9} {'apply s':>8} {'apply/decompress':>17}")
-for kind, row in rows.items():
+for kind, row in list(rows.items()) + sorted(totals.items()):
     if not row["ok"]:
-        print(f"{kind:6} {row['files']:5} {0:4}")
+        print(f"{kind:7} {row['files']:5} {0:4}")
         continue
-    print(f"{kind:6} {row['files']:5} {row['ok']:4} {statistics.median(row['bytes']):9.0f} {p95(row['bytes']):7.0f} "
+    print(f"{kind:7} {row['files']:5} {row['ok']:4} {statistics.median(row['bytes']):9.0f} {p95(row['bytes']):7.0f} "
           f"{statistics.median(row['pct']):8.2f}% {p95(row['pct']):5.2f}% {statistics.median(row['create']):9.2f} "
           f"{statistics.median(row['apply']):8.2f} {statistics.median(row['ratio']):16.1f}x")
 for kind, row in rows.items():

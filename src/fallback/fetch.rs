@@ -651,7 +651,7 @@ fn unpack_bundle(
     let tree_error = |source| FetchError::Tree { swhid: swhid.to_owned(), source };
     let open = || {
         std::fs::File::open(bundle)
-            .map(|file| flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(256 * 1024, file)))
+            .map(super::gunzip::GunzipReader::new)
             .map_err(|source| FetchError::Write { path: bundle.to_owned(), source })
     };
     let origin = format!("the vault's flat bundle of {swhid}");

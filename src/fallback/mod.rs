@@ -16,6 +16,7 @@
 
 mod cache;
 mod fetch;
+mod gunzip;
 pub mod prefetch;
 
 pub use cache::Cache;
