@@ -8,6 +8,7 @@ pub mod config;
 pub mod fallback;
 pub mod hashing;
 pub mod listers;
+pub mod loader;
 pub mod recipes;
 pub mod sources;
 pub mod store;

@@ -43,6 +43,10 @@ enum Command {
     /// Add the sources that building derivations needs, and the store lacks, to the Nix store:
     /// fetched by hash, verified, and placed at the output paths Nix expects.
     Prefetch(PrefetchArgs),
+    /// Capture, while they can still be downloaded, the recipes of a sources.json's flat-hashed
+    /// archives into the recipe store (--recipes DIR), with their bridge index entries.
+    /// Resumable: the state is kept in SQLite, and a rerun skips what is captured.
+    Load(LoadArgs),
     /// Record, rebuild and inspect tarball recipes: what Software Heritage drops when it archives
     /// a tarball unpacked.
     #[command(subcommand)]
@@ -158,6 +162,20 @@ impl ArchiveArgs {
         hashed_mirrors.extend(config.hashed_mirrors);
         Ok(Archive { fetcher, hashed_mirrors, data_dir })
     }
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The sources.json to load.
+    sources: PathBuf,
+    /// The loader's state [default: state.sqlite in the data directory].
+    #[arg(long)]
+    state: Option<PathBuf>,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    /// Print one JSON object per source instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -415,6 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => list(args),
         Command::Fetch(args) => fetch(args),
         Command::Prefetch(args) => prefetch(args),
+        Command::Load(args) => load(args),
         Command::Recipe(command) => recipe(command),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
@@ -703,6 +722,51 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
         report.archive_requests
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn load(args: LoadArgs) -> Result<ExitCode> {
+    use swh_bridge::loader::state::State;
+    use swh_bridge::loader::{Loader, Outcome};
+
+    let Some(recipes) = args.archive.recipes.clone() else {
+        bail!("load needs --recipes DIR: the recipe store to capture into");
+    };
+    let store = swh_bridge::recipes::store::RecipeStore::Directory(PathBuf::from(&recipes));
+    let read = read_sources(&args.sources)?;
+    let archive = args.archive.resolve()?;
+    let state_path = args.state.unwrap_or_else(|| archive.data_dir.join("state.sqlite"));
+    let state = State::open(&state_path)?;
+    let loader =
+        Loader { fetcher: &archive.fetcher, store: &store, state: &state, hashed_mirrors: &archive.hashed_mirrors };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let sources = &read.file.sources;
+    let bar = indicatif::ProgressBar::new(sources.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} loading {pos}/{len} sources {elapsed} {msg}")
+            .expect("a valid template"),
+    );
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut stdout = io::stdout().lock();
+    for (index, source) in sources.iter().enumerate() {
+        let outcome = runtime.block_on(loader.capture(source))?;
+        bar.inc(1);
+        let integrity = source.integrity.as_deref().unwrap_or("");
+        let (status, detail) = match &outcome {
+            Outcome::Captured { tree } => ("captured", tree.clone()),
+            Outcome::AlreadyCaptured => ("already captured", String::new()),
+            Outcome::Failed { error } => ("failed", error.clone()),
+            Outcome::Skipped { why } => ("skipped", (*why).to_owned()),
+        };
+        *counts.entry(status.to_owned()).or_insert(0) += 1;
+        if args.json {
+            let line = json!({"index": index, "integrity": integrity, "status": status, "detail": detail});
+            bar.suspend(|| writeln!(stdout, "{line}"))?;
+        } else if matches!(outcome, Outcome::Captured { .. } | Outcome::Failed { .. }) {
+            bar.suspend(|| writeln!(stdout, "{status} {integrity}: {detail}"))?;
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("{} sources: {}", sources.len(), show_counts(&counts));
+    Ok(if counts.contains_key("failed") { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {

@@ -66,6 +66,13 @@ pub enum FetchError {
     HashMismatch { origin: String, expected: Hash, actual: Hash },
     #[error("failed to ask the archive")]
     Archive(#[from] ApiError),
+    /// The archive could not give a file that upstream and mirrors had not given either.
+    #[error("no upstream URL or mirror gave it ({}), and neither did the archive", tried.join("; "))]
+    NowhereFound {
+        tried: Vec<String>,
+        #[source]
+        archive: Box<FetchError>,
+    },
     #[error("failed to download {url}")]
     Download {
         url: String,
@@ -175,14 +182,18 @@ impl Fetcher {
             return Ok(FetchReport { origin: "cache".into(), archive_requests: 0, notes });
         }
         let mut origin = None;
+        let mut tried = Vec::new();
         if mode == Mode::Flat {
             let mirrored = hashed_mirrors
                 .iter()
                 .map(|mirror| format!("{}/{}/{}", mirror.trim_end_matches('/'), hash.algo(), hash.to_hex()));
             for (kind, url) in urls.iter().map(|u| ("upstream", u.clone())).chain(mirrored.map(|u| ("mirror", u))) {
-                if self.flat_from_url(hash, &url, out).await.is_ok() {
-                    origin = Some(format!("{kind} {url}"));
-                    break;
+                match self.flat_from_url(hash, &url, out).await {
+                    Ok(_) => {
+                        origin = Some(format!("{kind} {url}"));
+                        break;
+                    }
+                    Err(err) => tried.push(format!("{kind} {url}: {}", error_chain(&err))),
                 }
             }
         }
@@ -192,7 +203,12 @@ impl Fetcher {
                 origin
             }
             (None, Mode::Flat) => {
-                let origin = self.flat_from_archive(hash, out).await?;
+                let origin = match self.flat_from_archive(hash, out).await {
+                    Err(archive) if !tried.is_empty() => {
+                        return Err(FetchError::NowhereFound { tried, archive: Box::new(archive) });
+                    }
+                    other => other?,
+                };
                 self.keep_file(hash, out);
                 origin
             }
@@ -686,7 +702,7 @@ fn unpack_bundle(
 }
 
 /// An error and its sources, on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -20,4 +20,5 @@ mod gunzip;
 pub mod prefetch;
 
 pub use cache::Cache;
+pub(crate) use fetch::error_chain;
 pub use fetch::{DEFAULT_WALK_LIMIT, FetchError, FetchReport, FetchRequest, Fetcher, Mode};

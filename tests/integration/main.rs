@@ -8,6 +8,7 @@ mod cli;
 mod golden_hashing;
 mod hostile;
 mod lister;
+mod loader;
 mod local_archive;
 mod prefetch;
 mod recipes;
