@@ -121,6 +121,9 @@ struct ArchiveArgs {
     /// else stop, saying when to retry.
     #[arg(long, default_value_t = 0)]
     max_wait: u64,
+    /// Give up a download from upstream or a mirror after this many seconds without a byte.
+    #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_UPSTREAM_TIMEOUT.as_secs())]
+    upstream_timeout: u64,
     /// A recipe store (a directory or an HTTP base URL) for rebuilding tarballs that the archive
     /// keeps unpacked [default: the configuration file's].
     #[arg(long)]
@@ -151,7 +154,9 @@ impl ArchiveArgs {
         client.token = client.token.or(config.token);
         client.max_rate_limit_wait = std::time::Duration::from_secs(self.max_wait);
         let data_dir = self.data_dir.unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir);
-        let fetcher = swh_bridge::fallback::Fetcher::new(ArchiveClient::new(client)).with_walk_limit(self.walk_limit);
+        let fetcher = swh_bridge::fallback::Fetcher::new(ArchiveClient::new(client))
+            .with_walk_limit(self.walk_limit)
+            .with_upstream_timeout(std::time::Duration::from_secs(self.upstream_timeout));
         let fetcher =
             if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&data_dir)) };
         let fetcher = match self.recipes.or(config.recipes) {

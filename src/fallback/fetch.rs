@@ -130,16 +130,34 @@ const PARALLEL_DOWNLOADS: usize = 8;
 /// 120 requests an hour.
 pub const DEFAULT_WALK_LIMIT: usize = 64;
 
+/// How long a download from upstream or a mirror may go without a byte before it is given up:
+/// a stalled server must not stall a whole load.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn upstream_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build()
+        .expect("a client with timeouts builds")
+}
+
 impl Fetcher {
     pub fn new(archive: ArchiveClient) -> Fetcher {
         Fetcher {
             archive: Arc::new(archive),
-            http: reqwest::Client::new(),
+            http: upstream_client(DEFAULT_UPSTREAM_TIMEOUT),
             cache: None,
             recipes: None,
             walk_limit: DEFAULT_WALK_LIMIT,
             vault_poll: Duration::from_secs(5),
         }
+    }
+
+    /// Gives up a download from upstream or a mirror that goes this long without a byte.
+    pub fn with_upstream_timeout(mut self, timeout: Duration) -> Fetcher {
+        self.http = upstream_client(timeout);
+        self
     }
 
     /// Rebuilds flat-hashed tarballs that the archive keeps unpacked with the recipes in `store`.

@@ -21,4 +21,4 @@ pub mod prefetch;
 
 pub use cache::Cache;
 pub(crate) use fetch::error_chain;
-pub use fetch::{DEFAULT_WALK_LIMIT, FetchError, FetchReport, FetchRequest, Fetcher, Mode};
+pub use fetch::{DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WALK_LIMIT, FetchError, FetchReport, FetchRequest, Fetcher, Mode};

@@ -86,3 +86,74 @@ fn load_captures_recipes_once_and_records_failures_for_the_next_run() {
     let error = error.unwrap();
     assert!(error.contains("loaded-wrong.tar.gz") && error.contains("it hashes to"), "{error}");
 }
+
+#[test]
+fn a_load_killed_mid_run_resumes_and_a_stalled_upstream_times_out() {
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("resumed-6.0"), TreeShape { empty_dirs: false, non_utf8: false });
+    fs::write(tmp.path().join("resumed-6.0/only-here"), b"the resume test\n").unwrap();
+    let sh = |script: &str| output(Command::new("sh").arg("-c").arg(script).current_dir(tmp.path()));
+    sh("tar -cf - resumed-6.0 | xz > resumed-6.0.tar.xz && zip -q -r resumed-6.0.zip resumed-6.0");
+    // An upstream that accepts connections and never answers.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_url = format!("http://{}/stalled-1.0.tar.gz", stalled.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = stalled.incoming().collect();
+        drop(held);
+    });
+    let upstream = &local_archive().files_dir;
+    let mut sources = Vec::new();
+    for (name, url) in [
+        ("resumed-6.0.tar.xz", format!("{}resumed-6.0.tar.xz", local_archive().files_url)),
+        ("", stalled_url),
+        ("resumed-6.0.zip", format!("{}resumed-6.0.zip", local_archive().files_url)),
+    ] {
+        let integrity = if name.is_empty() {
+            line(tool("nix").args(["hash", "to-sri", "--type", "sha256", &"cd".repeat(32)]))
+        } else {
+            fs::copy(tmp.path().join(name), upstream.join(name)).unwrap();
+            sri(&tmp.path().join(name))
+        };
+        sources.push(serde_json::json!({"type": "url", "urls": [url], "integrity": integrity,
+                                        "outputHashAlgo": "sha256", "outputHashMode": "flat"}));
+    }
+    let integrity = |i: usize| sources[i]["integrity"].as_str().unwrap().to_owned();
+    let sources_json = tmp.path().join("sources.json");
+    fs::write(&sources_json, serde_json::json!({"version": 1, "sources": sources}).to_string()).unwrap();
+    let (store, state) = (tmp.path().join("recipes"), tmp.path().join("state.sqlite"));
+    let load = |timeout: &str| {
+        let mut cmd = bridge();
+        cmd.args(["load", "--json", "--no-cache", "--archive", &local_archive().api, "--upstream-timeout", timeout])
+            .arg(&sources_json)
+            .arg("--recipes")
+            .arg(&store)
+            .arg("--state")
+            .arg(&state);
+        cmd
+    };
+    let status_of = |integrity: &str| -> Option<String> {
+        let db = rusqlite::Connection::open(&state).ok()?;
+        db.query_row("SELECT status FROM captures WHERE integrity = ?1", [integrity], |r| r.get(0)).ok()
+    };
+
+    // Killed (SIGKILL) while the second source's upstream stalls, after the first was captured.
+    let mut child = load("600").stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status_of(&integrity(0)).as_deref() != Some("captured") {
+        assert!(std::time::Instant::now() < deadline, "the first source was never captured");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status_of(&integrity(2)), None, "the third source was not reached");
+
+    // The rerun keeps the capture, gives up on the stalled upstream, and goes on.
+    let out = load("1").output().unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let statuses: Vec<&str> = lines.iter().map(|l| l["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["already captured", "failed", "captured"]);
+    let detail = lines[1]["detail"].as_str().unwrap();
+    assert!(detail.contains("stalled-1.0.tar.gz") && detail.contains("timed out"), "{detail}");
+}
