@@ -13,7 +13,7 @@ use crate::hashing::tree::tarball::replay_in_nar_order;
 use crate::hashing::tree::{ExecutableRule, Limits, Tee, TreeError};
 use crate::hashing::{Hash, HashAlgo, Hasher};
 use crate::recipes::store::RecipeStore;
-use crate::recipes::{MAX_PLAIN, Recipe, RecipeError};
+use crate::recipes::{MAX_PLAIN, Recipe, RecipeError, is_directory_swhid};
 
 /// How the hash covers the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,12 +410,7 @@ impl Fetcher {
         let (Some(store), HashAlgo::Sha256) = (&self.recipes, hash.algo()) else { return Ok(None) };
         let entry = store.bridge(&format!("nar-sha256/{}", hash.to_hex())).await?;
         // The entry is untrusted: its SWHID goes into API URLs, and what it leads to is verified.
-        let is_dir_swhid = |swhid: &String| {
-            swhid.strip_prefix("swh:1:dir:").is_some_and(|hex| {
-                hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            })
-        };
-        Ok(entry.map(|entry| entry.unpacked.swhid).filter(is_dir_swhid))
+        Ok(entry.map(|entry| entry.unpacked.swhid).filter(|swhid| is_directory_swhid(swhid)))
     }
 
     /// A tree that is a lone file: the NAR says whether it is executable, the archive does not,

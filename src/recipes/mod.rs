@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hashing::tree::memory::Node;
 use crate::hashing::tree::{ExecutableRule, Limits, zip_archive};
-use crate::hashing::{Hash, HashAlgo};
+use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
 
 const MAGIC: &[u8] = b"swh-bridge recipe\n";
 /// The format version written; every version up to it is read. Version 2 added zip containers.
@@ -228,6 +228,12 @@ fn unmodelled_compression(file: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Whether `swhid` is a core directory SWHID (`swh:1:dir:` and 40 lowercase hex digits): what
+/// recipes and bridge index entries, which are untrusted, may put into API URLs.
+pub fn is_directory_swhid(swhid: &str) -> bool {
+    swhid.parse::<Swhid>().is_ok_and(|swhid| swhid.object_type == ObjectType::Directory)
+}
+
 fn sha256(bytes: &[u8]) -> Hash {
     let mut hasher = HashAlgo::Sha256.hasher();
     hasher.update(bytes);
@@ -245,13 +251,17 @@ impl Recipe {
         // terabytes.
         let limits = Limits { max_bytes: MAX_PLAIN as u64, ..Limits::default() };
         // A zip may start with anything (a self-extractor's stub): its end record says it is one.
-        let is_zip = file.starts_with(b"PK\x03\x04")
-            || file.starts_with(b"PK\x05\x06")
-            || (!file.starts_with(&[0x1f, 0x8b]) && !tar::starts_like_tar(file) && zip_archive::layout(file).is_ok());
-        if is_zip {
-            let tree = Node::from_zip(file, limits).map_err(RecipeError::Unpack)?;
-            let container = Container::Zip(zip::ZipLayer::create(file, &tree)?);
-            return Recipe::check(file, Compression::None, container, tree);
+        let zip_magic = file.starts_with(b"PK\x03\x04") || file.starts_with(b"PK\x05\x06");
+        if zip_magic || (!file.starts_with(&[0x1f, 0x8b]) && !tar::starts_like_tar(file)) {
+            match zip_archive::layout(file) {
+                Ok(layout) => {
+                    let tree = Node::from_zip_layout(file, &layout, limits).map_err(RecipeError::Unpack)?;
+                    let container = Container::Zip(zip::ZipLayer::create(file, &layout, &tree)?);
+                    return Recipe::check(file, Compression::None, container, tree);
+                }
+                Err(err) if zip_magic => return Err(RecipeError::Unpack(err)),
+                Err(_) => {}
+            }
         }
         let (compression, plain) = if file.starts_with(&[0x1f, 0x8b]) {
             let (layer, plain) = gzip::GzipLayer::create(file)?;
@@ -417,10 +427,7 @@ impl Recipe {
     /// URLs), and every layer stays within what real files need, so that applying a hostile
     /// recipe costs no more than applying a real one. Says what is out of bounds.
     fn check_shape(&self) -> Result<(), String> {
-        let is_dir_swhid = self.tree.strip_prefix("swh:1:dir:").is_some_and(|hex| {
-            hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        });
-        if !is_dir_swhid {
+        if !is_directory_swhid(&self.tree) {
             return Err(format!("the tree `{}` is not a directory SWHID", self.tree));
         }
         if usize::try_from(self.size).map_or(true, |size| size > MAX_PLAIN) {

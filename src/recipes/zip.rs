@@ -184,7 +184,7 @@ fn predicted_central(
 /// The bytes an entry's data holds once unpacked, as the tree has them: empty for a directory.
 fn tree_contents<'t>(tree: &'t Node, raw_name: &[u8], flags: u16) -> Option<&'t [u8]> {
     let name = zip_archive::decode_name(raw_name, flags)?;
-    if name.starts_with(b"/") || name.windows(2).any(|w| w == b"..") {
+    if !zip_archive::is_unpacked(&name) {
         return None;
     }
     if name.ends_with(b"/") {
@@ -197,10 +197,10 @@ fn tree_contents<'t>(tree: &'t Node, raw_name: &[u8], flags: u16) -> Option<&'t 
 }
 
 impl ZipLayer {
-    /// Records how to rebuild the zip file `bytes` from `tree`, its unpacked form.
-    pub fn create(bytes: &[u8], tree: &Node) -> Result<ZipLayer, RecipeError> {
+    /// Records how to rebuild the zip file `bytes`, laid out as `layout`, from `tree`, its
+    /// unpacked form.
+    pub fn create(bytes: &[u8], layout: &zip_archive::Layout, tree: &Node) -> Result<ZipLayer, RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("zip: {why}"));
-        let layout = zip_archive::layout(bytes).map_err(RecipeError::Unpack)?;
         let paths = tree_paths(tree);
         let numbers: std::collections::HashMap<&[u8], i64> =
             paths.iter().enumerate().map(|(i, p)| (p.as_slice(), i as i64)).collect();
@@ -238,16 +238,17 @@ impl ZipLayer {
                 (METHOD_STORED, Some(contents)) if contents == stored => {
                     (Data::Stored, crc32(contents), contents.len() as u64)
                 }
+                // The tree holds this entry's data if it has its size and CRC (checked against the
+                // data when the tree was read); modelling then checks it byte for byte.
                 (METHOD_DEFLATED, Some(contents))
-                    if deflate::inflate(stored, contents.len())
-                        .is_ok_and(|(plain, len)| plain == contents && len == stored.len()) =>
+                    if contents.len() as u64 == entry.size && crc32(contents) == entry.crc =>
                 {
                     let name = format!("`{}`", String::from_utf8_lossy(local_name));
                     let deflate = deflate::model(contents, stored, &name).map_err(|e| match e {
                         RecipeError::Unsupported(why) => unsupported(why),
                         other => other,
                     })?;
-                    (Data::Deflated(deflate), crc32(contents), contents.len() as u64)
+                    (Data::Deflated(deflate), entry.crc, entry.size)
                 }
                 _ => literal(stored, entry),
             };

@@ -285,15 +285,25 @@ pub fn tree_path(entry: &Entry) -> Result<Option<&[u8]>, TreeError> {
             format!("the name {:?} claims to be UTF-8 and is not", String::from_utf8_lossy(&entry.raw_name)),
         )
     })?;
-    Ok((!name.starts_with(b"/") && !name.windows(2).any(|w| w == b"..")).then_some(name))
+    Ok(is_unpacked(name).then_some(name))
+}
+
+/// Whether Python's unpacking writes an entry with this (decoded) name: not if it starts with
+/// `/` or contains `..` anywhere.
+pub fn is_unpacked(name: &[u8]) -> bool {
+    !name.starts_with(b"/") && !name.windows(2).any(|w| w == b"..")
 }
 
 impl Node {
     /// Reads the zip file `bytes` into a directory node as SWH's loader unpacks it (see the
     /// module docs), refusing archives past `limits`.
     pub fn from_zip(bytes: &[u8], limits: Limits) -> Result<Node, TreeError> {
+        Node::from_zip_layout(bytes, &layout(bytes)?, limits)
+    }
+
+    /// [`Node::from_zip`] for a zip whose layout has been read already.
+    pub fn from_zip_layout(bytes: &[u8], layout: &Layout, limits: Limits) -> Result<Node, TreeError> {
         let mut budget = Budget::new(limits);
-        let layout = layout(bytes)?;
         let mut root = Node::empty_directory();
         for entry in &layout.entries {
             let Some(path) = tree_path(entry)? else { continue };
