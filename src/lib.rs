@@ -9,6 +9,7 @@ pub mod fallback;
 pub mod hashing;
 pub mod listers;
 pub mod loader;
+pub mod publish;
 pub mod recipes;
 pub mod sources;
 pub mod store;

@@ -43,10 +43,14 @@ enum Command {
     /// Add the sources that building derivations needs, and the store lacks, to the Nix store:
     /// fetched by hash, verified, and placed at the output paths Nix expects.
     Prefetch(PrefetchArgs),
-    /// Capture, while they can still be downloaded, the recipes of a sources.json's flat-hashed
-    /// archives into the recipe store (--recipes DIR), with their bridge index entries.
-    /// Resumable: the state is kept in SQLite, and a rerun skips what is captured.
-    Load(LoadArgs),
+    /// Make a sources.json's sources recoverable: Save Code Now for VCS revisions the archive
+    /// lacks (within the quota), and, while they can still be downloaded, recipes, content ids
+    /// and tree SWHIDs into the recipe store (--recipes DIR). Resumable: the state is kept in
+    /// SQLite, and a rerun skips what is done. `load status` follows the save requests.
+    Load(Box<LoadArgs>),
+    /// Publish a recipe store as a static site (recipes, bridge index, sources.json, stats and
+    /// an index page) that any web server can serve and `fetch --recipes URL` reads.
+    Publish(PublishArgs),
     /// Record, rebuild and inspect tarball recipes: what Software Heritage drops when it archives
     /// a tarball unpacked.
     #[command(subcommand)]
@@ -170,15 +174,79 @@ impl ArchiveArgs {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct LoadArgs {
+    #[command(subcommand)]
+    command: Option<LoadCommand>,
     /// The sources.json to load.
-    sources: PathBuf,
+    #[arg(required = true)]
+    sources: Option<PathBuf>,
+    /// Load only the sources added or changed since this earlier sources.json.
+    #[arg(long)]
+    since: Option<PathBuf>,
     /// The loader's state [default: state.sqlite in the data directory].
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Sources captured at once.
+    #[arg(short, long, default_value_t = 4)]
+    jobs: usize,
+    /// Downloads at once from one host.
+    #[arg(long, default_value_t = 2)]
+    per_host: usize,
+    /// Save Code Now requests per hour (the archive allows about 10); the rest wait, queued,
+    /// for a later run.
+    #[arg(long, default_value_t = 10)]
+    saves_per_hour: u64,
+    /// Nix binary caches whose NARs are the last resort for a source's bytes (repeatable).
+    #[arg(long = "binary-cache")]
+    binary_caches: Vec<url::Url>,
+    /// Do not use the NixOS project's copies: tarballs.nixos.org (as a hashed mirror) and
+    /// cache.nixos.org (as a binary cache), which are used by default.
+    #[arg(long)]
+    no_nixos_mirrors: bool,
     #[command(flatten)]
     archive: ArchiveArgs,
-    /// Print one JSON object per source instead of text.
+    /// Print one JSON object per source, then the summary as one, instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum LoadCommand {
+    /// Poll the open Save Code Now requests, ask the archive which waiting revisions it now has,
+    /// and show every request's status.
+    Status {
+        /// The loader's state [default: state.sqlite in the data directory].
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        archive: ArchiveArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The NixOS project's copies of sources: a hashed mirror and a binary cache.
+const NIXOS_HASHED_MIRROR: &str = "https://tarballs.nixos.org/";
+const NIXOS_BINARY_CACHE: &str = "https://cache.nixos.org/";
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// The recipe store (a directory) to publish.
+    #[arg(long)]
+    recipes: PathBuf,
+    /// The site's directory (created if need be).
+    #[arg(long)]
+    out: PathBuf,
+    /// The sources.json the recipes were captured from, published beside them.
+    #[arg(long)]
+    sources: Option<PathBuf>,
+    /// The loader's state, for the statistics [default: state.sqlite in the data directory, if
+    /// it exists].
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Print the statistics as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -438,7 +506,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => list(args),
         Command::Fetch(args) => fetch(args),
         Command::Prefetch(args) => prefetch(args),
-        Command::Load(args) => load(args),
+        Command::Load(args) => load(*args),
+        Command::Publish(args) => publish(args),
         Command::Recipe(command) => recipe(command),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
@@ -657,7 +726,7 @@ fn sources(command: SourcesCommand) -> Result<ExitCode> {
     }
 }
 
-fn show_counts(counts: &std::collections::BTreeMap<String, usize>) -> String {
+fn show_counts<N: std::fmt::Display>(counts: &std::collections::BTreeMap<String, N>) -> String {
     counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
 }
 
@@ -730,48 +799,209 @@ fn fetch(args: FetchArgs) -> Result<ExitCode> {
 }
 
 fn load(args: LoadArgs) -> Result<ExitCode> {
+    use swh_bridge::loader::binary_cache::BinaryCache;
     use swh_bridge::loader::state::State;
-    use swh_bridge::loader::{Loader, Outcome};
+    use swh_bridge::loader::{Concurrency, Loader, Outcome};
 
+    if let Some(LoadCommand::Status { state, archive, json }) = args.command {
+        return load_status(state, archive, json);
+    }
     let Some(recipes) = args.archive.recipes.clone() else {
         bail!("load needs --recipes DIR: the recipe store to capture into");
     };
     let store = swh_bridge::recipes::store::RecipeStore::Directory(PathBuf::from(&recipes));
-    let read = read_sources(&args.sources)?;
-    let archive = args.archive.resolve()?;
+    let sources_path = args.sources.expect("clap requires it without a subcommand");
+    let read = read_sources(&sources_path)?;
+    let sources: Vec<swh_bridge::sources::Source> = match &args.since {
+        None => read.file.sources,
+        Some(previous) => {
+            let old = read_sources(previous)?;
+            let diff = swh_bridge::sources::diff::diff(&old.file.sources, &read.file.sources);
+            let changed = diff.changed.iter().map(|change| change.new);
+            diff.added.iter().copied().chain(changed).cloned().collect()
+        }
+    };
+    let mut archive = args.archive.resolve()?;
+    let mut binary_caches: Vec<BinaryCache> = args.binary_caches.iter().map(BinaryCache::new).collect();
+    if !args.no_nixos_mirrors {
+        archive.hashed_mirrors.push(NIXOS_HASHED_MIRROR.to_owned());
+        binary_caches.push(BinaryCache::new(&url::Url::parse(NIXOS_BINARY_CACHE).expect("a valid URL")));
+    }
     let state_path = args.state.unwrap_or_else(|| archive.data_dir.join("state.sqlite"));
     let state = State::open(&state_path)?;
-    let loader =
-        Loader { fetcher: &archive.fetcher, store: &store, state: &state, hashed_mirrors: &archive.hashed_mirrors };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let sources = &read.file.sources;
+    let loader = Loader {
+        fetcher: &archive.fetcher,
+        store: &store,
+        state: &state,
+        hashed_mirrors: &archive.hashed_mirrors,
+        binary_caches: &binary_caches,
+        concurrency: Concurrency { jobs: args.jobs, per_host: args.per_host, saves_per_hour: args.saves_per_hour },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let started = std::time::Instant::now();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let saved = runtime.block_on(loader.save(&sources, now))?;
+
     let bar = indicatif::ProgressBar::new(sources.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("{spinner} loading {pos}/{len} sources {elapsed} {msg}")
             .expect("a valid template"),
     );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let (mut download, mut compute) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let mut stdout = io::stdout().lock();
-    for (index, source) in sources.iter().enumerate() {
-        let outcome = runtime.block_on(loader.capture(source))?;
+    let mut write_failed = false;
+    runtime.block_on(loader.capture_all(&sources, |index, report| {
         bar.inc(1);
-        let integrity = source.integrity.as_deref().unwrap_or("");
-        let (status, detail) = match &outcome {
-            Outcome::Captured { tree } => ("captured", tree.clone()),
-            Outcome::AlreadyCaptured => ("already captured", String::new()),
-            Outcome::Failed { error } => ("failed", error.clone()),
-            Outcome::Skipped { why } => ("skipped", (*why).to_owned()),
-        };
+        download += report.timings.download;
+        compute += report.timings.compute;
+        let status = report.outcome.status();
         *counts.entry(status.to_owned()).or_insert(0) += 1;
-        if args.json {
-            let line = json!({"index": index, "integrity": integrity, "status": status, "detail": detail});
-            bar.suspend(|| writeln!(stdout, "{line}"))?;
-        } else if matches!(outcome, Outcome::Captured { .. } | Outcome::Failed { .. }) {
-            bar.suspend(|| writeln!(stdout, "{status} {integrity}: {detail}"))?;
+        let integrity = sources[index].integrity.as_deref().unwrap_or("");
+        let detail = match &report.outcome {
+            Outcome::Captured { swhid } => swhid.clone(),
+            Outcome::AlreadyCaptured => String::new(),
+            Outcome::Failed { error } => error.clone(),
+            Outcome::Skipped { why } => (*why).to_owned(),
+        };
+        let line = if args.json {
+            let line = json!({"index": index, "integrity": integrity, "kind": report.kind,
+                              "status": status, "detail": detail});
+            Some(line.to_string())
+        } else {
+            matches!(report.outcome, Outcome::Captured { .. } | Outcome::Failed { .. })
+                .then(|| format!("{status} {} {integrity}: {detail}", report.kind))
+        };
+        if let Some(line) = line {
+            write_failed |= bar.suspend(|| writeln!(stdout, "{line}")).is_err();
         }
-    }
+    }))?;
     bar.finish_and_clear();
-    eprintln!("{} sources: {}", sources.len(), show_counts(&counts));
-    Ok(if counts.contains_key("failed") { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    if write_failed {
+        bail!("failed to write to standard output");
+    }
+    let requests = archive.fetcher.archive().requests();
+    let failed = counts.contains_key("failed") || !saved.errors.is_empty();
+    let summary = json!({
+        "sources": sources.len(),
+        "captures": counts,
+        "vcs": {
+            "archived": saved.archived,
+            "waiting": saved.waiting,
+            "submitted": saved.submitted.iter().map(|(o, s)| json!({"visit_type": o.visit_type, "url": o.url, "status": s})).collect::<Vec<_>>(),
+            "reconciled": saved.reconciled,
+            "queued": saved.queued.iter().map(|o| json!({"visit_type": o.visit_type, "url": o.url})).collect::<Vec<_>>(),
+            "rate_limited": saved.rate_limited,
+            "errors": saved.errors,
+        },
+        "seconds": {"wall": started.elapsed().as_secs_f64(), "download": download.as_secs_f64(), "compute": compute.as_secs_f64()},
+        "archive_requests": requests,
+    });
+    if args.json {
+        writeln!(stdout, "{}", json!({ "summary": summary }))?;
+    } else {
+        for error in &saved.errors {
+            eprintln!("error: {error}");
+        }
+        if let Some(why) = &saved.rate_limited {
+            eprintln!("note: Save Code Now stopped early: {why}");
+        }
+        eprintln!("{} sources: {}", sources.len(), show_counts(&counts));
+        eprintln!(
+            "VCS revisions: {} archived, {} waiting; save requests: {} sent, {} settled from an interrupted run, {} queued",
+            saved.archived,
+            saved.waiting,
+            saved.submitted.len(),
+            saved.reconciled,
+            saved.queued.len()
+        );
+        eprintln!(
+            "{:.1} s: {:.1} s waiting on downloads, {:.1} s computing (summed over {} jobs); {requests} archive requests",
+            started.elapsed().as_secs_f64(),
+            download.as_secs_f64(),
+            compute.as_secs_f64(),
+            args.jobs
+        );
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn publish(args: PublishArgs) -> Result<ExitCode> {
+    use swh_bridge::loader::state::State;
+    use swh_bridge::publish::{Publication, publish};
+
+    let state_path =
+        args.state.clone().unwrap_or_else(|| swh_bridge::fallback::Cache::default_data_dir().join("state.sqlite"));
+    let state = match (&args.state, state_path.exists()) {
+        (Some(_), _) | (None, true) => Some(State::open(&state_path)?),
+        (None, false) => None,
+    };
+    let revision = match &args.sources {
+        Some(path) => read_sources(path)?.file.revision,
+        None => None,
+    };
+    let publication = Publication {
+        recipes: &args.recipes,
+        out: &args.out,
+        sources: args.sources.as_deref().map(|path| (path, revision.as_deref())),
+        state: state.as_ref(),
+    };
+    let report = publish(&publication)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report.stats)?);
+    } else {
+        eprintln!(
+            "published {} recipes to {}: {} files written, {} unchanged",
+            report.stats.recipes,
+            args.out.display(),
+            report.written,
+            report.unchanged
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_status(state: Option<PathBuf>, archive: ArchiveArgs, json: bool) -> Result<ExitCode> {
+    use swh_bridge::loader::save::{Saver, save_status};
+    use swh_bridge::loader::state::State;
+
+    let archive = archive.resolve()?;
+    let state = State::open(&state.unwrap_or_else(|| archive.data_dir.join("state.sqlite")))?;
+    let saver = Saver { archive: archive.fetcher.archive(), state: &state, per_hour: 0 };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let errors = runtime.block_on(saver.refresh())?;
+    let saves = state.saves(false)?;
+    let mut by_status = std::collections::BTreeMap::<String, usize>::new();
+    for save in &saves {
+        *by_status.entry(save_status(save).to_owned()).or_insert(0) += 1;
+    }
+    let revisions: std::collections::BTreeMap<String, u64> = state.revision_counts()?.into_iter().collect();
+    let captures: std::collections::BTreeMap<String, u64> = state.capture_counts()?.into_iter().collect();
+    let mut stdout = io::stdout().lock();
+    if json {
+        let requests: Vec<_> = saves
+            .iter()
+            .map(|save| {
+                json!({"visit_type": save.origin.visit_type, "url": save.origin.url, "id": save.request_id,
+                       "status": save_status(save), "request_status": save.request_status,
+                       "task_status": save.task_status, "note": save.note, "submitted_at": save.submitted_at})
+            })
+            .collect();
+        let answer = json!({"requests": requests, "saves": by_status, "revisions": revisions,
+                            "captures": captures, "errors": errors});
+        writeln!(stdout, "{answer}")?;
+    } else {
+        for save in &saves {
+            let id = save.request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+            writeln!(stdout, "{:<10} {id:>8} {} {}", save_status(save), save.origin.visit_type, save.origin.url)?;
+        }
+        for error in &errors {
+            eprintln!("error: {error}");
+        }
+        eprintln!("save requests: {}", show_counts(&by_status));
+        eprintln!("VCS revisions: {}; captures: {}", show_counts(&revisions), show_counts(&captures));
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn prefetch(args: PrefetchArgs) -> Result<ExitCode> {

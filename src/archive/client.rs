@@ -293,16 +293,33 @@ impl ArchiveClient {
         .await
     }
 
-    /// Asks Save Code Now to archive an origin (`git`, `hg`, `svn`, `bzr`, `cvs`, `tarball`).
+    /// Asks Save Code Now to archive an origin (`git`, `hg`, `svn`, `bzr`, `cvs`, `tarball`). The
+    /// origin goes in the query string, which keeps URLs with `?` or spaces intact.
     pub async fn save_code_now(&self, visit_type: &str, origin: &str) -> Result<SaveRequest, ApiError> {
         let what = format!("saving {origin}");
-        let response = self.send(Method::POST, &format!("origin/save/{visit_type}/url/{origin}/"), None, &what).await?;
+        let response = self.send(Method::POST, &save_query(visit_type, origin), None, &what).await?;
         read_json(response, &what).await
+    }
+
+    /// The Save Code Now requests ever made for an origin (none is a 404, given here as empty).
+    pub async fn save_requests(&self, visit_type: &str, origin: &str) -> Result<Vec<SaveRequest>, ApiError> {
+        match self.get_json(&save_query(visit_type, origin), &format!("the save requests of {origin}")).await {
+            Err(ApiError::NotFound { .. }) => Ok(Vec::new()),
+            other => other,
+        }
     }
 
     pub async fn save_status(&self, id: u64) -> Result<SaveRequest, ApiError> {
         self.get_json(&format!("origin/save/{id}/"), &format!("save request {id}")).await
     }
+}
+
+fn save_query(visit_type: &str, origin: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("visit_type", visit_type)
+        .append_pair("origin_url", origin)
+        .finish();
+    format!("origin/save/?{query}")
 }
 
 async fn read_json<T: DeserializeOwned>(response: reqwest::Response, what: &str) -> Result<T, ApiError> {

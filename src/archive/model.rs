@@ -108,6 +108,9 @@ pub struct SaveRequest {
     pub visit_status: Option<String>,
     #[serde(default)]
     pub note: Option<String>,
+    /// ISO 8601.
+    #[serde(default)]
+    pub save_request_date: Option<String>,
 }
 
 /// The API's error body.

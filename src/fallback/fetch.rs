@@ -73,6 +73,8 @@ pub enum FetchError {
         #[source]
         archive: Box<FetchError>,
     },
+    #[error("refusing {url}: it is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
     #[error("failed to download {url}")]
     Download {
         url: String,
@@ -152,6 +154,11 @@ impl Fetcher {
             walk_limit: DEFAULT_WALK_LIMIT,
             vault_poll: Duration::from_secs(5),
         }
+    }
+
+    /// The archive client, shared with whoever needs the API beside fetching (the loader).
+    pub fn archive(&self) -> &ArchiveClient {
+        &self.archive
     }
 
     /// Gives up a download from upstream or a mirror that goes this long without a byte.
@@ -258,6 +265,21 @@ impl Fetcher {
         Ok(true)
     }
 
+    /// Downloads `url` whole without verifying it, for callers that verify what they make of it
+    /// (the NAR hash of an unpacked archive, say); more than `limit` bytes is an error.
+    pub async fn download(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let download = |source| FetchError::Download { url: url.to_owned(), source };
+        let mut response = self.http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(download)?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(download)? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > limit {
+                return Err(FetchError::TooLarge { url: url.to_owned(), limit });
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Stores a fetched file in the cache; a cache that cannot be written is no reason to fail.
     fn keep_file(&self, hash: &Hash, out: &Path) {
         let Some(cache) = &self.cache else { return };
@@ -307,7 +329,11 @@ impl Fetcher {
         match (recipe, extid) {
             (Some(recipe), _) => self.file_from_recipe(&recipe, hash, out).await,
             (None, Some(extid)) => Err(FetchError::NeedsRecipe { hash: hash.to_sri(), swhid: extid.target }),
-            (None, None) => Err(FetchError::NotArchived { hash: hash.to_sri() }),
+            (None, None) => match self.bridged_content(hash).await? {
+                // What the content holds is verified on the way out, as any content is.
+                Some(sha1_git) => self.content_to("sha1_git", &sha1_git, hash, out).await,
+                None => Err(FetchError::NotArchived { hash: hash.to_sri() }),
+            },
         }
     }
 
@@ -410,7 +436,21 @@ impl Fetcher {
         let (Some(store), HashAlgo::Sha256) = (&self.recipes, hash.algo()) else { return Ok(None) };
         let entry = store.bridge(&format!("nar-sha256/{}", hash.to_hex())).await?;
         // The entry is untrusted: its SWHID goes into API URLs, and what it leads to is verified.
-        Ok(entry.map(|entry| entry.unpacked.swhid).filter(|swhid| is_directory_swhid(swhid)))
+        Ok(entry
+            .and_then(|entry| entry.unpacked)
+            .map(|unpacked| unpacked.swhid)
+            .filter(|swhid| is_directory_swhid(swhid)))
+    }
+
+    /// The content the bridge index gives for a flat hash (a plain file the loader saw), as the
+    /// sha1_git the API takes, if it has one.
+    async fn bridged_content(&self, hash: &Hash) -> Result<Option<String>, FetchError> {
+        let Some(store) = &self.recipes else { return Ok(None) };
+        let entry = store.bridge(&format!("{}/{}", hash.algo().name(), hash.to_hex())).await?;
+        // Untrusted: only a well-formed content SWHID goes into an API URL.
+        Ok(entry
+            .and_then(|entry| entry.tree.strip_prefix("swh:1:cnt:").map(str::to_owned))
+            .filter(|hex| hex.len() == 40 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))))
     }
 
     /// A tree that is a lone file: the NAR says whether it is executable, the archive does not,

@@ -1,10 +1,19 @@
-//! The loader's state: what each source's capture came to, in SQLite under the data directory.
+//! The loader's state, in SQLite under the data directory: what each source came to, and every
+//! Save Code Now request made.
 //!
-//! One row per flat hash (its SRI spelling). A row is written in one statement once the work it
-//! records is on disk (the recipe renamed into the store), so a run killed at any point, even by
-//! `kill -9`, loses at most the capture in flight: the next run finds the recipe in the store, or
-//! does that one again. Failed captures keep their attempt count and last error, and are tried
-//! again by the next run.
+//! - `captures`: one row per downloadable source, keyed by its hash (SRI): captured (recipe,
+//!   bridge entry or content id stored; `swhid` is what SWH will archive) or failed (attempts and
+//!   last error, tried again next run).
+//! - `revisions`: one row per VCS source (origin and revision): `archived` once the archive is
+//!   known to have the revision, else `waiting` for a save; `first_seen` says which saves can
+//!   have covered it.
+//! - `saves`: one row per Save Code Now request, written *before* the request is sent (status
+//!   `submitting`) and completed with the archive's answer. A run killed between the two leaves
+//!   a `submitting` row, which the next run reconciles with the archive's list of requests for
+//!   that origin instead of submitting again.
+//!
+//! Each row is written in one statement once the work it records is on disk, so a run killed at
+//! any point, even by `kill -9`, loses at most the work in flight.
 
 use std::path::{Path, PathBuf};
 
@@ -18,10 +27,10 @@ pub struct StateError {
     source: rusqlite::Error,
 }
 
-/// What became of one source.
+/// What became of one downloadable source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Its recipe and bridge index entry are in the store.
+    /// Its recipe, bridge index entry or content id is recorded.
     Captured,
     Failed,
 }
@@ -35,19 +44,90 @@ impl Status {
     }
 }
 
-/// A source's row.
+/// A downloadable source's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub status: String,
     pub attempts: u32,
     pub last_error: Option<String>,
-    pub tree: Option<String>,
+    pub swhid: Option<String>,
+}
+
+/// A VCS origin, as Save Code Now names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// `git`, `hg` or `svn`.
+    pub visit_type: String,
+    pub url: String,
+}
+
+/// A Save Code Now request's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveRow {
+    /// The row's own id.
+    pub row: i64,
+    pub origin: Origin,
+    /// The archive's id for the request; `None` while `submitting`.
+    pub request_id: Option<u64>,
+    /// `submitting`, then the archive's `accepted`, `pending` or `rejected`.
+    pub request_status: String,
+    pub task_status: Option<String>,
+    pub note: Option<String>,
+    /// Unix seconds.
+    pub submitted_at: i64,
+    /// Rejected, or its task succeeded or failed: nothing more will happen to it.
+    pub finished: bool,
+}
+
+/// A revision that is not known to be archived yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingRevision {
+    pub origin: Origin,
+    /// The SWHID `/known/` can check (`swh:1:rev:…` for a git commit), if there is one.
+    pub swhid: Option<String>,
+    pub first_seen: i64,
 }
 
 pub struct State {
     path: PathBuf,
     db: Connection,
 }
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA busy_timeout = 5000;
+    CREATE TABLE IF NOT EXISTS captures (
+        integrity TEXT PRIMARY KEY,
+        status TEXT NOT NULL CHECK (status IN ('captured', 'failed')),
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        swhid TEXT,
+        updated TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE IF NOT EXISTS revisions (
+        visit_type TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        swhid TEXT,
+        status TEXT NOT NULL CHECK (status IN ('archived', 'waiting')),
+        first_seen INTEGER NOT NULL,
+        updated TEXT NOT NULL DEFAULT (datetime('now')),
+        PRIMARY KEY (visit_type, origin, revision)
+    );
+    CREATE TABLE IF NOT EXISTS saves (
+        row INTEGER PRIMARY KEY AUTOINCREMENT,
+        visit_type TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        request_id INTEGER UNIQUE,
+        request_status TEXT NOT NULL,
+        task_status TEXT,
+        note TEXT,
+        submitted_at INTEGER NOT NULL,
+        finished INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE INDEX IF NOT EXISTS saves_by_origin ON saves (visit_type, origin);
+";
 
 impl State {
     /// Opens (creating if need be) the state at `path`.
@@ -58,19 +138,7 @@ impl State {
             let _ = std::fs::create_dir_all(parent);
         }
         let db = Connection::open(path).map_err(error)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS captures (
-                 integrity TEXT PRIMARY KEY,
-                 status TEXT NOT NULL CHECK (status IN ('captured', 'failed')),
-                 attempts INTEGER NOT NULL,
-                 last_error TEXT,
-                 tree TEXT,
-                 updated TEXT NOT NULL DEFAULT (datetime('now'))
-             );",
-        )
-        .map_err(error)?;
+        db.execute_batch(SCHEMA).map_err(error)?;
         Ok(State { path: path.to_owned(), db })
     }
 
@@ -78,18 +146,18 @@ impl State {
         StateError { path: self.path.clone(), source }
     }
 
-    /// The row of the source with flat hash `integrity`, if it has one.
+    /// The row of the source with hash `integrity`, if it has one.
     pub fn get(&self, integrity: &str) -> Result<Option<Record>, StateError> {
         self.db
             .query_row(
-                "SELECT status, attempts, last_error, tree FROM captures WHERE integrity = ?1",
+                "SELECT status, attempts, last_error, swhid FROM captures WHERE integrity = ?1",
                 params![integrity],
                 |row| {
                     Ok(Record {
                         status: row.get(0)?,
                         attempts: row.get(1)?,
                         last_error: row.get(2)?,
-                        tree: row.get(3)?,
+                        swhid: row.get(3)?,
                     })
                 },
             )
@@ -97,20 +165,187 @@ impl State {
             .map_err(|e| self.error(e))
     }
 
-    /// Records an attempt's outcome: `detail` is the tree for a capture, the error for a failure.
+    /// Records an attempt's outcome: `detail` is the SWHID for a capture, the error for a
+    /// failure.
     pub fn record(&self, integrity: &str, status: Status, detail: &str) -> Result<(), StateError> {
-        let (error, tree) = match status {
+        let (error, swhid) = match status {
             Status::Captured => (None, Some(detail)),
             Status::Failed => (Some(detail), None),
         };
         self.db
             .execute(
-                "INSERT INTO captures (integrity, status, attempts, last_error, tree) VALUES (?1, ?2, 1, ?3, ?4)
+                "INSERT INTO captures (integrity, status, attempts, last_error, swhid) VALUES (?1, ?2, 1, ?3, ?4)
                  ON CONFLICT (integrity) DO UPDATE SET status = ?2, attempts = attempts + 1, last_error = ?3,
-                     tree = ?4, updated = datetime('now')",
-                params![integrity, status.as_str(), error, tree],
+                     swhid = ?4, updated = datetime('now')",
+                params![integrity, status.as_str(), error, swhid],
             )
             .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Counts of captures by status.
+    pub fn capture_counts(&self) -> Result<Vec<(String, u64)>, StateError> {
+        self.counts("SELECT status, count(*) FROM captures GROUP BY status ORDER BY status")
+    }
+
+    /// Counts of revisions by status.
+    pub fn revision_counts(&self) -> Result<Vec<(String, u64)>, StateError> {
+        self.counts("SELECT status, count(*) FROM revisions GROUP BY status ORDER BY status")
+    }
+
+    fn counts(&self, query: &str) -> Result<Vec<(String, u64)>, StateError> {
+        let mut statement = self.db.prepare(query).map_err(|e| self.error(e))?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Notes a VCS revision (first seen `now` if new) and returns whether it is known archived.
+    pub fn note_revision(
+        &self,
+        origin: &Origin,
+        revision: &str,
+        swhid: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StateError> {
+        self.db
+            .execute(
+                "INSERT INTO revisions (visit_type, origin, revision, swhid, status, first_seen)
+                 VALUES (?1, ?2, ?3, ?4, 'waiting', ?5) ON CONFLICT DO NOTHING",
+                params![origin.visit_type, origin.url, revision, swhid, now],
+            )
+            .map_err(|e| self.error(e))?;
+        let status: String = self
+            .db
+            .query_row(
+                "SELECT status FROM revisions WHERE visit_type = ?1 AND origin = ?2 AND revision = ?3",
+                params![origin.visit_type, origin.url, revision],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(status == "archived")
+    }
+
+    /// Marks the revisions with these SWHIDs archived.
+    pub fn mark_archived(&self, swhids: &[String]) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.error(e))?;
+        for swhid in swhids {
+            tx.execute(
+                "UPDATE revisions SET status = 'archived', updated = datetime('now') WHERE swhid = ?1",
+                params![swhid],
+            )
+            .map_err(|e| self.error(e))?;
+        }
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    /// The revisions still waiting, by origin.
+    pub fn waiting_revisions(&self) -> Result<Vec<WaitingRevision>, StateError> {
+        let mut statement = self
+            .db
+            .prepare(
+                "SELECT visit_type, origin, swhid, first_seen FROM revisions WHERE status = 'waiting'
+                 ORDER BY visit_type, origin, revision",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(WaitingRevision {
+                    origin: Origin { visit_type: row.get(0)?, url: row.get(1)? },
+                    swhid: row.get(2)?,
+                    first_seen: row.get(3)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Every save request, oldest first; only the unfinished ones if `open_only`.
+    pub fn saves(&self, open_only: bool) -> Result<Vec<SaveRow>, StateError> {
+        let query = format!(
+            "SELECT row, visit_type, origin, request_id, request_status, task_status, note, submitted_at, finished
+             FROM saves {} ORDER BY row",
+            if open_only { "WHERE finished = 0" } else { "" }
+        );
+        let mut statement = self.db.prepare(&query).map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(SaveRow {
+                    row: row.get(0)?,
+                    origin: Origin { visit_type: row.get(1)?, url: row.get(2)? },
+                    request_id: row.get(3)?,
+                    request_status: row.get(4)?,
+                    task_status: row.get(5)?,
+                    note: row.get(6)?,
+                    submitted_at: row.get(7)?,
+                    finished: row.get(8)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Save requests submitted at or after `since` (unix seconds): what counts against the quota.
+    pub fn saves_since(&self, since: i64) -> Result<u64, StateError> {
+        self.db
+            .query_row("SELECT count(*) FROM saves WHERE submitted_at >= ?1", params![since], |row| row.get(0))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Writes down, before sending it, that a save request for `origin` is being submitted.
+    pub fn begin_save(&self, origin: &Origin, now: i64) -> Result<i64, StateError> {
+        self.db
+            .execute(
+                "INSERT INTO saves (visit_type, origin, request_status, submitted_at) VALUES (?1, ?2, 'submitting', ?3)",
+                params![origin.visit_type, origin.url, now],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Fills in a save request's row with the archive's answer.
+    pub fn update_save(
+        &self,
+        row: i64,
+        request_id: u64,
+        request_status: &str,
+        task_status: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<(), StateError> {
+        let finished = request_status == "rejected" || matches!(task_status, Some("succeeded" | "failed"));
+        self.db
+            .execute(
+                "UPDATE saves SET request_id = ?2, request_status = ?3, task_status = ?4, note = ?5, finished = ?6,
+                     updated = datetime('now') WHERE row = ?1",
+                params![row, request_id, request_status, task_status, note, finished],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Ends a request that the archive refused outright (no id), keeping why.
+    pub fn refuse_save(&self, row: i64, why: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE saves SET request_status = 'refused', note = ?2, finished = 1, updated = datetime('now')
+                 WHERE row = ?1",
+                params![row, why],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Forgets a request that was never made (the archive has no trace of it, or it was turned
+    /// away by the rate limit before being created).
+    pub fn forget_save(&self, row: i64) -> Result<(), StateError> {
+        self.db.execute("DELETE FROM saves WHERE row = ?1", params![row]).map(|_| ()).map_err(|e| self.error(e))
+    }
+
+    /// Whether the archive's request `request_id` is already recorded.
+    pub fn has_request(&self, request_id: u64) -> Result<bool, StateError> {
+        self.db
+            .query_row("SELECT 1 FROM saves WHERE request_id = ?1", params![request_id], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
             .map_err(|e| self.error(e))
     }
 }
@@ -132,10 +367,36 @@ mod tests {
         let state = State::open(&path).unwrap();
         let a = state.get("sha256-a").unwrap().unwrap();
         assert_eq!(
-            (a.status.as_str(), a.attempts, a.last_error, a.tree.as_deref()),
+            (a.status.as_str(), a.attempts, a.last_error, a.swhid.as_deref()),
             ("captured", 2, None, Some("swh:1:dir:x"))
         );
         let b = state.get("sha256-b").unwrap().unwrap();
         assert_eq!((b.status.as_str(), b.attempts, b.last_error.as_deref()), ("failed", 1, Some("no recipe")));
+        assert_eq!(state.capture_counts().unwrap(), [("captured".to_owned(), 1), ("failed".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn revisions_keep_their_first_sighting_and_saves_their_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("state.sqlite")).unwrap();
+        let origin = Origin { visit_type: "git".into(), url: "https://example.org/a.git".into() };
+        assert!(!state.note_revision(&origin, "r1", Some("swh:1:rev:1"), 100).unwrap());
+        assert!(!state.note_revision(&origin, "r1", Some("swh:1:rev:1"), 200).unwrap());
+        assert_eq!(state.waiting_revisions().unwrap()[0].first_seen, 100);
+        state.mark_archived(&["swh:1:rev:1".into()]).unwrap();
+        assert!(state.note_revision(&origin, "r1", Some("swh:1:rev:1"), 300).unwrap());
+        assert!(state.waiting_revisions().unwrap().is_empty());
+
+        let row = state.begin_save(&origin, 1000).unwrap();
+        assert_eq!(state.saves(true).unwrap()[0].request_status, "submitting");
+        state.update_save(row, 7, "accepted", Some("pending"), None).unwrap();
+        assert!(state.has_request(7).unwrap());
+        assert_eq!(state.saves_since(1000).unwrap(), 1);
+        assert_eq!(state.saves_since(1001).unwrap(), 0);
+        state.update_save(row, 7, "accepted", Some("succeeded"), None).unwrap();
+        assert!(state.saves(true).unwrap().is_empty());
+        let gone = state.begin_save(&origin, 1001).unwrap();
+        state.forget_save(gone).unwrap();
+        assert_eq!(state.saves(false).unwrap().len(), 1);
     }
 }

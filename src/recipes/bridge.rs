@@ -7,6 +7,12 @@
 //! directory in the archive (and a flat hash to the tree its recipe needs). An entry is a small
 //! JSON document, kept in the recipe store under each of its keys (see [`BridgeEntry::keys`]).
 //!
+//! Three kinds of entry, told apart by their fields: an archive (tarball, zip) has a size, flat
+//! hashes, its extraction root as `tree` and the fetchzip-style `unpacked` tree; a plain file
+//! has a size, flat hashes and its content SWHID as `tree` (so that a sha512 or md5 that no
+//! ExtID names still leads to the content); a tree known only from its NAR (a binary cache's,
+//! say) has `tree` and `unpacked` alone.
+//!
 //! The unpacked tree's NAR hash is computed from the tree SWH archives: for tarballs that is the
 //! tree Nix unpacks; for zips, `unzip` (which fetchzip uses) keeps executable bits and symlinks
 //! that SWH's unpacking drops, so the NAR hash matches fetchzip's only for zips without them.
@@ -25,15 +31,18 @@ pub const FLAT_ALGOS: [HashAlgo; 4] = [HashAlgo::Sha256, HashAlgo::Sha512, HashA
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeEntry {
-    /// The file's length.
-    pub size: u64,
+    /// The file's length (none for a tree known only from its NAR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// The file's flat hashes, hex, by algorithm (`sha256`, `sha512`, `sha1`, `md5`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flat: BTreeMap<String, String>,
-    /// The extraction root's SWHID: what the recipe rebuilds from, and what SWH's `checksum-*`
-    /// ExtIDs name.
+    /// What SWH archives: an archive's extraction root (what the recipe rebuilds from, and what
+    /// SWH's `checksum-*` ExtIDs name), a plain file's content, or the tree itself.
     pub tree: String,
-    /// The tree as Nix's fetchzip makes it.
-    pub unpacked: Unpacked,
+    /// The tree as Nix's fetchzip makes it (none for a plain file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked: Option<Unpacked>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,14 +59,6 @@ pub struct Unpacked {
 impl BridgeEntry {
     /// The entry for `file`, whose extraction root is `tree`.
     pub fn of(file: &[u8], tree: &Node) -> BridgeEntry {
-        let flat = FLAT_ALGOS
-            .iter()
-            .map(|algo| {
-                let mut hasher = algo.hasher();
-                hasher.update(file);
-                (algo.name().to_owned(), hasher.finish().to_hex())
-            })
-            .collect();
         let (top, unpacked) = match tree {
             Node::Directory(entries) if entries.len() == 1 => match entries.iter().next() {
                 Some((name, dir @ Node::Directory(_))) => (Some(String::from_utf8_lossy(name).into_owned()), dir),
@@ -66,25 +67,59 @@ impl BridgeEntry {
             _ => (None, tree),
         };
         BridgeEntry {
-            size: file.len() as u64,
-            flat,
+            size: Some(file.len() as u64),
+            flat: flat_hashes(file),
             tree: tree.swhid().to_string(),
-            unpacked: Unpacked {
+            unpacked: Some(Unpacked {
                 top,
                 swhid: unpacked.swhid().to_string(),
                 nar_sha256: unpacked.nar_hash(HashAlgo::Sha256).to_hex(),
-            },
+            }),
         }
     }
 
-    /// The keys the entry is found under: `<algo>/<hex>` for each flat hash, `nar-sha256/<hex>`,
-    /// and `swh-dir/<hex>` for the extraction root.
+    /// The entry for a plain file, archived as a content.
+    pub fn of_content(file: &[u8]) -> BridgeEntry {
+        BridgeEntry {
+            size: Some(file.len() as u64),
+            flat: flat_hashes(file),
+            tree: crate::hashing::swhid::content_id(file).to_string(),
+            unpacked: None,
+        }
+    }
+
+    /// The entry for a tree known only as itself (from a NAR, say).
+    pub fn of_tree(tree: &Node) -> BridgeEntry {
+        let swhid = tree.swhid().to_string();
+        BridgeEntry {
+            size: None,
+            flat: BTreeMap::new(),
+            tree: swhid.clone(),
+            unpacked: Some(Unpacked { top: None, swhid, nar_sha256: tree.nar_hash(HashAlgo::Sha256).to_hex() }),
+        }
+    }
+
+    /// The keys the entry is found under: `<algo>/<hex>` for each flat hash, `nar-sha256/<hex>`
+    /// for the unpacked tree, and `swh-dir/<hex>` for a directory it names.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.flat.iter().map(|(algo, hex)| format!("{algo}/{hex}")).collect();
-        keys.push(format!("nar-sha256/{}", self.unpacked.nar_sha256));
+        if let Some(unpacked) = &self.unpacked {
+            keys.push(format!("nar-sha256/{}", unpacked.nar_sha256));
+        }
         if let Some(hex) = self.tree.strip_prefix("swh:1:dir:") {
             keys.push(format!("swh-dir/{hex}"));
         }
         keys
     }
+}
+
+fn flat_hashes(file: &[u8]) -> BTreeMap<String, String> {
+    FLAT_ALGOS
+        .iter()
+        .map(|algo| {
+            let mut hasher = algo.hasher();
+            hasher.update(file);
+            (algo.name().to_owned(), hasher.finish().to_hex())
+        })
+        .collect()
 }

@@ -146,11 +146,23 @@ impl RecipeStore {
             write_atomically(&path, &encoded)?;
             written.push(path);
         }
+        self.put_entry(entry)?;
+        Ok(written)
+    }
+
+    /// Stores a bridge index entry alone (a plain file's, or a tree's), under each of its keys.
+    pub fn put_entry(&self, entry: &BridgeEntry) -> Result<(), StoreError> {
+        let RecipeStore::Directory(root) = self else {
+            return Err(StoreError::Write {
+                path: PathBuf::new(),
+                source: std::io::Error::other("an HTTP recipe store is read-only"),
+            });
+        };
         let json = serde_json::to_vec_pretty(entry).expect("an entry serialises");
         for key in entry.keys() {
             write_atomically(&root.join("bridge").join(key), &json)?;
         }
-        Ok(written)
+        Ok(())
     }
 }
 

@@ -14,5 +14,6 @@ mod prefetch;
 mod recipes;
 mod reference_tools;
 mod roundtrip;
+mod saves;
 mod trees;
 mod vault;

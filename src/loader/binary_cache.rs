@@ -1,0 +1,199 @@
+//! A Nix binary cache (cache.nixos.org) as the last place a source's bytes can come from: every
+//! fixed output Hydra built is there as a NAR, named by a `.narinfo`.
+//!
+//! Format quirks:
+//! - a `.narinfo` is `Key: value` lines; `URL` is relative to the cache root, `Compression` is
+//!   `xz` (cache.nixos.org's older NARs), `zstd` (newer ones), `bzip2` or `none`; `NarHash` is
+//!   `sha256:<nix32>` of the uncompressed NAR;
+//! - the narinfo of a store path is `<cache>/<hash part>.narinfo`, the hash part being the 32
+//!   characters after `/nix/store/`;
+//! - a flat-hashed source's NAR holds one regular file, whose bytes are the source; a recursive
+//!   source's NAR is its tree, and the NAR hash is the source's hash.
+//!
+//! Everything read is verified twice: against the narinfo's `NarHash` and against the source's
+//! own hash (the caller's job).
+
+use std::io::Read;
+
+use crate::fallback::{FetchError, Fetcher};
+use crate::hashing::nar;
+use crate::hashing::tree::Limits;
+use crate::hashing::tree::memory::{Node, NodeBuilder};
+use crate::hashing::{Hash, Hasher};
+use crate::sources::Source;
+
+/// Compressed NARs larger than this are not downloaded (a recipe models files up to 2 GiB).
+const MAX_NAR_DOWNLOAD: u64 = 2 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryCacheError {
+    #[error("the narinfo {location} is malformed: {why}")]
+    Narinfo { location: String, why: String },
+    #[error("{location} has no narinfo for {store_path}")]
+    NotCached { location: String, store_path: String },
+    #[error("the NAR {url} is compressed with {compression}, which is not supported (xz, bzip2, none are)")]
+    Compression { url: String, compression: String },
+    #[error("failed to download from the binary cache")]
+    Download(#[source] FetchError),
+    #[error("failed to read the NAR {url}")]
+    Nar {
+        url: String,
+        #[source]
+        source: crate::hashing::tree::TreeError,
+    },
+    #[error("refusing the NAR {url}: its NAR hash is {actual}, the narinfo says {expected}")]
+    NarHash { url: String, expected: Hash, actual: Hash },
+}
+
+/// What a `.narinfo` says about where the NAR is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarInfo {
+    /// Relative to the cache root.
+    pub url: String,
+    pub compression: String,
+    pub nar_hash: Hash,
+}
+
+impl NarInfo {
+    /// Reads a narinfo's text; `location` names it in errors.
+    pub fn parse(text: &str, location: &str) -> Result<NarInfo, BinaryCacheError> {
+        let malformed = |why: String| BinaryCacheError::Narinfo { location: location.to_owned(), why };
+        let field =
+            |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(": ").map(str::trim));
+        let url = field("URL").ok_or_else(|| malformed("no URL line".into()))?;
+        // The URL is joined to the cache root: it must stay under it.
+        if url.is_empty() || url.starts_with('/') || url.contains("..") || url.contains("://") {
+            return Err(malformed(format!("URL {url:?} is not a path under the cache")));
+        }
+        let nar_hash = field("NarHash").ok_or_else(|| malformed("no NarHash line".into()))?;
+        let nar_hash = Hash::parse(nar_hash, None).map_err(|e| malformed(e.to_string()))?;
+        Ok(NarInfo { url: url.to_owned(), compression: field("Compression").unwrap_or("bzip2").to_owned(), nar_hash })
+    }
+}
+
+/// A binary cache at an HTTP root.
+#[derive(Debug, Clone)]
+pub struct BinaryCache {
+    root: url::Url,
+}
+
+impl BinaryCache {
+    pub fn new(root: &url::Url) -> BinaryCache {
+        let mut root = root.clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        BinaryCache { root }
+    }
+
+    /// The narinfo for a source: its `narinfo` text if the entry has one, else the cache's for
+    /// its store path. `None` when the entry names no store path.
+    pub async fn narinfo(&self, fetcher: &Fetcher, source: &Source) -> Result<Option<NarInfo>, BinaryCacheError> {
+        if let Some(text) = &source.narinfo {
+            return NarInfo::parse(text, "in sources.json").map(Some);
+        }
+        let Some(store_path) = &source.nix_store_path else { return Ok(None) };
+        let hash_part = store_path.strip_prefix("/nix/store/").and_then(|name| name.get(..32));
+        let Some(hash_part) = hash_part.filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric())) else {
+            return Ok(None);
+        };
+        let location = self.root.join(&format!("{hash_part}.narinfo")).expect("a relative path").to_string();
+        match fetcher.download(&location, 1 << 20).await {
+            Ok(bytes) => NarInfo::parse(&String::from_utf8_lossy(&bytes), &location).map(Some),
+            Err(FetchError::Download { source, .. }) if source.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+                Err(BinaryCacheError::NotCached { location, store_path: store_path.clone() })
+            }
+            Err(err) => Err(BinaryCacheError::Download(err)),
+        }
+    }
+
+    /// Downloads the NAR a narinfo names, checks its NAR hash, and reads it into a tree.
+    pub async fn tree(&self, fetcher: &Fetcher, info: &NarInfo) -> Result<Node, BinaryCacheError> {
+        let url = self.root.join(&info.url).expect("a checked relative path").to_string();
+        let compressed = fetcher.download(&url, MAX_NAR_DOWNLOAD).await.map_err(BinaryCacheError::Download)?;
+        let info = info.clone();
+        let read = tokio::task::spawn_blocking(move || read_nar(&compressed, &info, &url)).await;
+        read.unwrap_or_else(|panic| {
+            Err(BinaryCacheError::Narinfo { location: "the NAR".into(), why: format!("reading it panicked: {panic}") })
+        })
+    }
+}
+
+fn read_nar(compressed: &[u8], info: &NarInfo, url: &str) -> Result<Node, BinaryCacheError> {
+    let reader: Box<dyn Read> = match info.compression.as_str() {
+        "xz" => Box::new(liblzma::read::XzDecoder::new(compressed)),
+        "bzip2" => Box::new(bzip2::read::BzDecoder::new(compressed)),
+        "none" => Box::new(compressed),
+        other => return Err(BinaryCacheError::Compression { url: url.to_owned(), compression: other.to_owned() }),
+    };
+    let mut hashing = HashingReader { inner: reader, hasher: info.nar_hash.algo().hasher() };
+    let mut builder = NodeBuilder::new();
+    let nar_error = |source| BinaryCacheError::Nar { url: url.to_owned(), source };
+    let limits = Limits { max_bytes: MAX_NAR_DOWNLOAD, ..Limits::default() };
+    nar::parse_with_limits(&mut hashing, &mut builder, limits).map_err(nar_error)?;
+    let actual = hashing.hasher.finish();
+    if actual != info.nar_hash {
+        return Err(BinaryCacheError::NarHash { url: url.to_owned(), expected: info.nar_hash.clone(), actual });
+    }
+    Ok(builder.finish().expect("a parsed NAR is a tree"))
+}
+
+/// Hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A flat-hashed source's bytes from its NAR: the NAR must be one regular file with that hash.
+pub fn flat_file(tree: Node, hash: &Hash) -> Result<Vec<u8>, String> {
+    let Node::File { contents, .. } = tree else {
+        return Err("the binary cache's NAR is not a single file".into());
+    };
+    let mut hasher = hash.algo().hasher();
+    hasher.update(&contents);
+    let actual = hasher.finish();
+    if actual != *hash {
+        return Err(format!("refusing the binary cache's file for {hash}: it hashes to {actual}"));
+    }
+    Ok(contents)
+}
+
+/// A recursive source's tree from its NAR, checked against the source's NAR hash.
+pub fn recursive_tree(tree: Node, hash: &Hash) -> Result<Node, String> {
+    let actual = tree.nar_hash(hash.algo());
+    if actual != *hash {
+        return Err(format!("refusing the binary cache's tree for {hash}: its NAR hashes to {actual}"));
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hashing::HashAlgo;
+
+    #[test]
+    fn narinfo_fields_are_read_and_urls_kept_under_the_cache() {
+        let text = "StorePath: /nix/store/k225j6dh30kihnvbpjskb7fnv2xdwb56-hello-2.12.1.tar.gz\n\
+                    URL: nar/1ahmlm0dqkvvzjl8zb7vjxzwxcvd3ajz9kfqkfxfy5xls3rlmbnx.nar.xz\n\
+                    Compression: xz\n\
+                    NarHash: sha256:0xyz3yq9n3ld1hrc7g3l3mfyvm2aph5vcx3gv7gdhp6f9fkzb3md\n\
+                    NarSize: 1234\n";
+        let info = NarInfo::parse(text, "t").unwrap();
+        assert_eq!(info.url, "nar/1ahmlm0dqkvvzjl8zb7vjxzwxcvd3ajz9kfqkfxfy5xls3rlmbnx.nar.xz");
+        assert_eq!((info.compression.as_str(), info.nar_hash.algo()), ("xz", HashAlgo::Sha256));
+        for url in ["/etc/passwd", "../x", "http://evil/x", "nar/../../x"] {
+            let hostile = text.replace("nar/1ahmlm0dqkvvzjl8zb7vjxzwxcvd3ajz9kfqkfxfy5xls3rlmbnx.nar.xz", url);
+            assert!(NarInfo::parse(&hostile, "t").is_err(), "{url}");
+        }
+        assert!(NarInfo::parse("URL: nar/x.nar\n", "t").unwrap_err().to_string().contains("no NarHash"));
+    }
+}

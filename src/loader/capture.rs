@@ -1,0 +1,309 @@
+//! Capturing what only a download can give, while upstream still serves it:
+//! - a flat-hashed archive (tarball, zip, wheel, jar, crate): its recipe and bridge entry;
+//! - a flat-hashed plain file: its content SWHID (a bridge entry under its flat hashes, so that
+//!   a hash the archive cannot look up, sha512 say, still leads to the content);
+//! - a recursive source: its tree's SWHID under its NAR hash, from the archive it unpacks
+//!   (fetchzip: the recipe too, since the file is at hand) or from the binary cache's NAR.
+//!
+//! Bytes come from the source's URLs, then hashed mirrors, then the archive (all through the
+//! [`Fetcher`], verified), then the binary caches' NARs (verified against the narinfo and the
+//! source's hash). A recursive source's download is verified by what it unpacks to.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::binary_cache::{self, BinaryCache};
+use crate::fallback::{FetchRequest, Fetcher, Mode, error_chain};
+use crate::hashing::tree::memory::Node;
+use crate::hashing::{Hash, HashAlgo};
+use crate::recipes::bridge::BridgeEntry;
+use crate::recipes::store::RecipeStore;
+use crate::recipes::{MAX_PLAIN, Recipe};
+use crate::sources::{Source, SourceType};
+
+/// File names of the archives recipes are made for.
+const ARCHIVE_SUFFIXES: [&str; 13] = [
+    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".zip", ".whl", ".jar", ".crate",
+    ".tar.Z",
+];
+
+/// What a downloadable source is, for capturing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Flat hash, an archive's name: recipe and bridge entry.
+    Archive,
+    /// Flat hash, any other file: content id.
+    Plain,
+    /// NAR hash: the tree's SWHID.
+    Recursive,
+}
+
+/// A source to capture.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub kind: Kind,
+    pub hash: Hash,
+    pub urls: Vec<String>,
+}
+
+impl Capture {
+    /// The capture a `url` source calls for, or why it has none.
+    pub fn of(source: &Source) -> Result<Capture, &'static str> {
+        if source.kind != SourceType::Url {
+            return Err("a VCS source");
+        }
+        let integrity = source.integrity.as_deref().ok_or("no hash")?;
+        let hash = Hash::parse(integrity, None).map_err(|_| "unreadable hash")?;
+        let urls = source.urls.clone().unwrap_or_default();
+        let kind = match source.output_hash_mode.as_deref() {
+            Some("recursive") => Kind::Recursive,
+            Some("flat") | None if urls.iter().any(|url| is_archive_url(url)) => Kind::Archive,
+            Some("flat") | None => Kind::Plain,
+            Some(_) => return Err("unknown hash mode"),
+        };
+        Ok(Capture { kind, hash, urls })
+    }
+
+    /// Where a finished capture is found in the recipe store's bridge index.
+    pub fn bridge_key(&self) -> String {
+        match self.kind {
+            Kind::Recursive => format!("nar-{}/{}", self.hash.algo().name(), self.hash.to_hex()),
+            Kind::Archive | Kind::Plain => format!("{}/{}", self.hash.algo().name(), self.hash.to_hex()),
+        }
+    }
+}
+
+fn is_archive_url(url: &str) -> bool {
+    let path = url::Url::parse(url).map(|u| u.path().to_owned()).unwrap_or_else(|_| url.to_owned());
+    ARCHIVE_SUFFIXES.iter().any(|suffix| path.ends_with(suffix))
+}
+
+/// At most so many downloads at once from one host.
+pub struct HostLimits {
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimits {
+    pub fn new(per_host: usize) -> HostLimits {
+        HostLimits { per_host: per_host.max(1), hosts: Mutex::new(HashMap::new()) }
+    }
+
+    async fn acquire(&self, url: Option<&String>) -> Option<OwnedSemaphorePermit> {
+        let host = url.and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_owned))?;
+        let semaphore = self
+            .hosts
+            .lock()
+            .expect("no thread panics holding it")
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone();
+        semaphore.acquire_owned().await.ok()
+    }
+}
+
+/// Time spent on one capture, waiting for bytes and computing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    pub download: Duration,
+    pub compute: Duration,
+}
+
+/// What capturing needs.
+pub struct Capturer<'a> {
+    pub fetcher: &'a Fetcher,
+    pub store: &'a RecipeStore,
+    pub hashed_mirrors: &'a [String],
+    pub binary_caches: &'a [BinaryCache],
+    pub hosts: &'a HostLimits,
+}
+
+impl Capturer<'_> {
+    /// Captures one source; returns the SWHID recorded (what SWH archives) or why not.
+    pub async fn capture(
+        &self,
+        capture: &Capture,
+        source: &Source,
+        scratch: &Path,
+        timings: &mut Timings,
+    ) -> Result<String, String> {
+        match capture.kind {
+            Kind::Archive => {
+                let bytes = self.flat_bytes(capture, source, scratch, timings).await?;
+                let started = Instant::now();
+                let made = blocking(move || {
+                    let (recipe, tree) =
+                        Recipe::create(&bytes).map_err(|e| format!("no recipe: {}", error_chain(&e)))?;
+                    let entry = BridgeEntry::of(&bytes, &tree);
+                    Ok((recipe, bytes, entry))
+                })
+                .await;
+                let stored = made.and_then(|(recipe, bytes, entry)| {
+                    self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
+                    Ok(recipe.tree)
+                });
+                timings.compute += started.elapsed();
+                stored
+            }
+            Kind::Plain => {
+                let bytes = self.flat_bytes(capture, source, scratch, timings).await?;
+                let started = Instant::now();
+                let entry = BridgeEntry::of_content(&bytes);
+                let stored = self.store.put_entry(&entry).map_err(|e| error_chain(&e)).map(|()| entry.tree);
+                timings.compute += started.elapsed();
+                stored
+            }
+            Kind::Recursive => self.recursive(capture, source, timings).await,
+        }
+    }
+
+    /// A flat-hashed file's verified bytes: URLs, hashed mirrors, archive, then binary caches.
+    async fn flat_bytes(
+        &self,
+        capture: &Capture,
+        source: &Source,
+        scratch: &Path,
+        timings: &mut Timings,
+    ) -> Result<Vec<u8>, String> {
+        let file = scratch.join("file");
+        let request = FetchRequest {
+            hash: &capture.hash,
+            mode: Mode::Flat,
+            urls: &capture.urls,
+            git_commit: None,
+            hashed_mirrors: self.hashed_mirrors,
+        };
+        let started = Instant::now();
+        let fetched = {
+            let _permit = self.hosts.acquire(capture.urls.first()).await;
+            self.fetcher.fetch(&request, &file).await
+        };
+        let result = match fetched {
+            Ok(_) => std::fs::read(&file).map_err(|e| error_chain(&e)),
+            Err(err) => {
+                let why = error_chain(&err);
+                match self.nar_from_binary_caches(source).await {
+                    Ok(tree) => binary_cache::flat_file(tree, &capture.hash),
+                    Err(more) if more.is_empty() => Err(why),
+                    Err(more) => Err(format!("{why}; {more}")),
+                }
+            }
+        };
+        timings.download += started.elapsed();
+        result
+    }
+
+    /// A recursive source: unpack a download and compare NAR hashes, else the binary cache's NAR.
+    async fn recursive(&self, capture: &Capture, source: &Source, timings: &mut Timings) -> Result<String, String> {
+        let mut tried = Vec::new();
+        if capture.hash.algo() != HashAlgo::Sha256 {
+            return Err(format!("{}: only sha256 NAR hashes are bridged", capture.hash.to_sri()));
+        }
+        let expected = capture.hash.to_hex();
+        for url in capture.urls.iter().filter(|url| is_archive_url(url)) {
+            let started = Instant::now();
+            let downloaded = {
+                let _permit = self.hosts.acquire(Some(url)).await;
+                self.fetcher.download(url, MAX_PLAIN as u64).await
+            };
+            timings.download += started.elapsed();
+            let bytes = match downloaded {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    tried.push(error_chain(&err));
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            let made = blocking(move || {
+                let (recipe, tree) = Recipe::create(&bytes).map_err(|e| format!("no recipe: {}", error_chain(&e)))?;
+                let entry = BridgeEntry::of(&bytes, &tree);
+                Ok((recipe, bytes, entry))
+            })
+            .await;
+            timings.compute += started.elapsed();
+            let (recipe, bytes, entry) = match made {
+                Ok(made) => made,
+                Err(why) => {
+                    tried.push(format!("{url}: {why}"));
+                    continue;
+                }
+            };
+            let unpacked = entry.unpacked.clone().expect("an archive's entry has its unpacked tree");
+            if unpacked.nar_sha256 != expected {
+                tried.push(format!(
+                    "{url} unpacks to a tree whose NAR sha256 is {}, not {expected} (a postFetch step changes it?)",
+                    unpacked.nar_sha256
+                ));
+                continue;
+            }
+            self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
+            return Ok(unpacked.swhid);
+        }
+        let started = Instant::now();
+        let from_cache = self.nar_from_binary_caches(source).await;
+        timings.download += started.elapsed();
+        match from_cache.and_then(|tree| binary_cache::recursive_tree(tree, &capture.hash)) {
+            Ok(tree) => {
+                let entry = BridgeEntry::of_tree(&tree);
+                self.store.put_entry(&entry).map_err(|e| error_chain(&e))?;
+                Ok(entry.tree)
+            }
+            Err(why) => {
+                tried.extend(Some(why).filter(|why| !why.is_empty()));
+                if tried.is_empty() {
+                    tried.push("no URL names an archive, and no binary cache has its NAR".into());
+                }
+                Err(tried.join("; "))
+            }
+        }
+    }
+
+    /// The source's NAR from the first binary cache that has it; an empty error when no cache
+    /// was asked (none configured, or the entry names no store path).
+    async fn nar_from_binary_caches(&self, source: &Source) -> Result<Node, String> {
+        let mut tried = Vec::new();
+        for cache in self.binary_caches {
+            let info = match cache.narinfo(self.fetcher, source).await {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                Err(err) => {
+                    tried.push(error_chain(&err));
+                    continue;
+                }
+            };
+            match cache.tree(self.fetcher, &info).await {
+                Ok(tree) => return Ok(tree),
+                Err(err) => tried.push(error_chain(&err)),
+            }
+        }
+        Err(tried.join("; "))
+    }
+}
+
+/// Runs CPU-bound work off the async threads; a panic is an error, not a crash.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|panic| Err(format!("capturing panicked: {panic}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_captured_by_hash_mode_and_file_name() {
+        let kind = |json: serde_json::Value| Capture::of(&serde_json::from_value(json).unwrap()).map(|c| c.kind);
+        let sri = "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
+        let url = |u: &str, mode: &str| serde_json::json!({"type": "url", "urls": [u], "integrity": sri, "outputHashMode": mode});
+        assert_eq!(kind(url("https://x/a-1.tar.gz?download", "flat")), Ok(Kind::Archive));
+        assert_eq!(kind(url("https://x/a.whl", "flat")), Ok(Kind::Archive));
+        assert_eq!(kind(url("https://x/fix.patch", "flat")), Ok(Kind::Plain));
+        assert_eq!(kind(url("https://x/archive/v1.tar.gz", "recursive")), Ok(Kind::Recursive));
+        assert_eq!(kind(serde_json::json!({"type": "url", "urls": ["https://x/a"]})), Err("no hash"));
+        assert_eq!(kind(serde_json::json!({"type": "git", "integrity": sri})), Err("a VCS source"));
+    }
+}

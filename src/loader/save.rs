@@ -1,0 +1,338 @@
+//! Save Code Now for VCS sources: ask the archive which revisions it has, and request a visit of
+//! the origins of the others, within the API's quota, never twice for the same need.
+//!
+//! Rules (see [`super::state`] for how they survive a `kill -9`):
+//! - a git revision given as a 40-hex commit is checked with `/known/` (`swh:1:rev:` is the
+//!   commit id), in batches of 1,000; refs (`refs/tags/v1`), hg changesets and svn revisions
+//!   cannot be checked this way and count as covered by a successful save made after they were
+//!   first seen;
+//! - an origin gets a request when one of its revisions waits and no request covers it: none is
+//!   open (submitted, not yet succeeded, failed or rejected), and none was made after the
+//!   revision was first seen (a failed one is retried after a day; a rejected origin never is);
+//! - requests go out at most `per_hour` an hour (counted in the state across runs: SWH allows
+//!   about 10 an hour); the rest stay queued for a later run, as do all of them once the archive
+//!   answers 429.
+
+use std::collections::BTreeMap;
+
+use super::state::{Origin, SaveRow, State, StateError, WaitingRevision};
+use crate::archive::{ApiError, ArchiveClient};
+use crate::fallback::error_chain;
+use crate::sources::{Source, SourceType};
+
+/// After a failed save, how long before the origin is tried again.
+const RETRY_FAILED_AFTER: i64 = 24 * 3600;
+
+/// A VCS source as Save Code Now sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcsSource {
+    pub origin: Origin,
+    pub revision: String,
+    /// What `/known/` can check: `swh:1:rev:<commit>` for a git commit id.
+    pub swhid: Option<String>,
+}
+
+impl VcsSource {
+    /// The VCS side of a source, or why it has none that can be saved (`None`: not VCS).
+    pub fn of(source: &Source) -> Option<Result<VcsSource, &'static str>> {
+        let (visit_type, url, revision) = match source.kind {
+            SourceType::Url => return None,
+            SourceType::Git => ("git", &source.git_url, source.git_ref.clone()),
+            SourceType::Hg => ("hg", &source.hg_url, source.hg_changeset.clone()),
+            SourceType::Svn => (
+                "svn",
+                &source.svn_url,
+                source.svn_revision.as_ref().map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned)),
+            ),
+        };
+        let Some(url) = url.as_deref().filter(|u| !u.is_empty()) else { return Some(Err("no VCS URL")) };
+        let revision = revision.unwrap_or_default();
+        let is_commit = revision.len() == 40 && revision.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let swhid = (visit_type == "git" && is_commit).then(|| format!("swh:1:rev:{revision}"));
+        Some(Ok(VcsSource { origin: Origin { visit_type: visit_type.into(), url: url.into() }, revision, swhid }))
+    }
+}
+
+/// What one pass over the VCS sources did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SaveSummary {
+    /// Revisions the archive has.
+    pub archived: usize,
+    /// Revisions not known to be archived yet.
+    pub waiting: usize,
+    /// Requests sent this run, with the archive's answer (`accepted`, `pending`, `rejected`).
+    pub submitted: Vec<(Origin, String)>,
+    /// Requests of an earlier, interrupted run found in the archive instead of being sent again.
+    pub reconciled: usize,
+    /// Origins that need a request and wait for the quota.
+    pub queued: Vec<Origin>,
+    /// Why requests stopped early: the archive's rate limit, and when it resets.
+    pub rate_limited: Option<String>,
+    /// What went wrong, by origin or step; the run goes on.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+pub struct Saver<'a> {
+    pub archive: &'a ArchiveClient,
+    pub state: &'a State,
+    /// Requests allowed per hour.
+    pub per_hour: u64,
+}
+
+impl Saver<'_> {
+    /// Checks and saves these sources' revisions (see the module docs); `now` in unix seconds.
+    pub async fn run(&self, sources: &[VcsSource], now: i64) -> Result<SaveSummary, SaveError> {
+        let mut summary = SaveSummary::default();
+        let mut unknown = Vec::new();
+        for source in sources {
+            if !self.state.note_revision(&source.origin, &source.revision, source.swhid.as_deref(), now)? {
+                unknown.extend(source.swhid.clone());
+            }
+        }
+        unknown.sort();
+        unknown.dedup();
+        self.check_known(&unknown, &mut summary.errors).await?;
+        self.reconcile(&mut summary).await?;
+
+        for source in sources {
+            match self.state.note_revision(&source.origin, &source.revision, source.swhid.as_deref(), now)? {
+                true => summary.archived += 1,
+                false => summary.waiting += 1,
+            }
+        }
+        let waiting = self.state.waiting_revisions()?;
+        let needed = origins_needing_a_save(&waiting, &self.state.saves(false)?, now);
+        let mut allowed = self.per_hour.saturating_sub(self.state.saves_since(now - 3600)?);
+        let mut needed = needed.into_iter();
+        for origin in needed.by_ref() {
+            if allowed == 0 {
+                summary.queued.push(origin);
+                continue;
+            }
+            match self.submit(&origin, now).await? {
+                Submitted::Answered(status) => {
+                    allowed -= 1;
+                    summary.submitted.push((origin, status));
+                }
+                Submitted::RateLimited(why) => {
+                    summary.rate_limited = Some(why);
+                    summary.queued.push(origin);
+                    allowed = 0;
+                }
+                Submitted::Failed(why) => {
+                    allowed -= 1;
+                    summary.errors.push(why);
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Asks `/known/` about these SWHIDs and marks the archived ones.
+    async fn check_known(&self, swhids: &[String], errors: &mut Vec<String>) -> Result<(), SaveError> {
+        if swhids.is_empty() {
+            return Ok(());
+        }
+        match self.archive.known(swhids).await {
+            Ok(known) => {
+                let archived: Vec<String> = known.into_iter().filter(|(_, k)| *k).map(|(s, _)| s).collect();
+                self.state.mark_archived(&archived)?;
+            }
+            Err(err) => errors.push(format!("failed to ask which revisions are archived: {}", error_chain(&err))),
+        }
+        Ok(())
+    }
+
+    /// Settles the requests an interrupted run was sending: the archive's newest request for the
+    /// origin that the state does not know is that one; none means it was never made.
+    async fn reconcile(&self, summary: &mut SaveSummary) -> Result<(), SaveError> {
+        for row in self.state.saves(true)?.into_iter().filter(|row| row.request_id.is_none()) {
+            let Origin { visit_type, url } = &row.origin;
+            let requests = match self.archive.save_requests(visit_type, url).await {
+                Ok(requests) => requests,
+                Err(err) => {
+                    summary.errors.push(format!("failed to settle the save request of {url}: {}", error_chain(&err)));
+                    continue;
+                }
+            };
+            let mut unrecorded = Vec::new();
+            for request in requests {
+                if !self.state.has_request(request.id)? {
+                    unrecorded.push(request);
+                }
+            }
+            match unrecorded.into_iter().max_by_key(|request| request.id) {
+                Some(request) => {
+                    self.state.update_save(
+                        row.row,
+                        request.id,
+                        &request.save_request_status,
+                        request.save_task_status.as_deref(),
+                        request.note.as_deref(),
+                    )?;
+                    summary.reconciled += 1;
+                }
+                None => self.state.forget_save(row.row)?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit(&self, origin: &Origin, now: i64) -> Result<Submitted, SaveError> {
+        let row = self.state.begin_save(origin, now)?;
+        Ok(match self.archive.save_code_now(&origin.visit_type, &origin.url).await {
+            Ok(request) => {
+                self.state.update_save(
+                    row,
+                    request.id,
+                    &request.save_request_status,
+                    request.save_task_status.as_deref(),
+                    request.note.as_deref(),
+                )?;
+                Submitted::Answered(request.save_request_status)
+            }
+            Err(err @ ApiError::RateLimited { .. }) => {
+                self.state.forget_save(row)?;
+                Submitted::RateLimited(error_chain(&err))
+            }
+            // A 400 (not a valid origin) or 403 (blocked): asking again will not help.
+            Err(err @ ApiError::Refused { .. }) => {
+                let why = error_chain(&err);
+                self.state.refuse_save(row, &why)?;
+                Submitted::Failed(why)
+            }
+            // The request may have been made even so: the next run settles it (see `reconcile`).
+            Err(err) => Submitted::Failed(error_chain(&err)),
+        })
+    }
+
+    /// Polls the open requests, then asks `/known/` about the revisions still waiting.
+    pub async fn refresh(&self) -> Result<Vec<String>, SaveError> {
+        let mut errors = Vec::new();
+        for row in self.state.saves(true)? {
+            let Some(id) = row.request_id else { continue };
+            match self.archive.save_status(id).await {
+                Ok(request) => self.state.update_save(
+                    row.row,
+                    id,
+                    &request.save_request_status,
+                    request.save_task_status.as_deref(),
+                    request.note.as_deref(),
+                )?,
+                Err(err) => errors.push(format!("failed to poll save request {id}: {}", error_chain(&err))),
+            }
+        }
+        let waiting: Vec<String> = self.state.waiting_revisions()?.into_iter().filter_map(|r| r.swhid).collect();
+        self.check_known(&waiting, &mut errors).await?;
+        Ok(errors)
+    }
+}
+
+enum Submitted {
+    Answered(String),
+    RateLimited(String),
+    Failed(String),
+}
+
+/// How `load status` shows a request: `submitting`, `pending`, `accepted` (not run yet),
+/// `rejected`, `succeeded` or `failed`.
+pub fn save_status(row: &SaveRow) -> &str {
+    match (row.request_status.as_str(), row.task_status.as_deref()) {
+        ("rejected" | "refused", _) => "rejected",
+        (_, Some(task @ ("succeeded" | "failed"))) => task,
+        (status, _) => status,
+    }
+}
+
+/// The origins whose waiting revisions no request covers, in a stable order.
+fn origins_needing_a_save(waiting: &[WaitingRevision], saves: &[SaveRow], now: i64) -> Vec<Origin> {
+    let mut latest: BTreeMap<&Origin, &SaveRow> = BTreeMap::new();
+    for save in saves {
+        latest.insert(&save.origin, save);
+    }
+    let mut needed: Vec<Origin> = Vec::new();
+    for revision in waiting {
+        let covered = match latest.get(&revision.origin) {
+            None => false,
+            Some(save) if !save.finished => true,
+            Some(save) => match save_status(save) {
+                "rejected" => true,
+                "failed" => now - save.submitted_at < RETRY_FAILED_AFTER,
+                _ => save.submitted_at >= revision.first_seen,
+            },
+        };
+        if !covered && needed.last() != Some(&revision.origin) {
+            needed.push(revision.origin.clone());
+        }
+    }
+    needed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(url: &str) -> Origin {
+        Origin { visit_type: "git".into(), url: url.into() }
+    }
+
+    fn save(url: &str, submitted_at: i64, request_status: &str, task: Option<&str>, finished: bool) -> SaveRow {
+        SaveRow {
+            row: 0,
+            origin: origin(url),
+            request_id: Some(1),
+            request_status: request_status.into(),
+            task_status: task.map(Into::into),
+            note: None,
+            submitted_at,
+            finished,
+        }
+    }
+
+    #[test]
+    fn a_save_covers_what_was_seen_before_it_and_only_an_old_failure_is_retried() {
+        let waiting = |url: &str, first_seen| WaitingRevision { origin: origin(url), swhid: None, first_seen };
+        let now = 10 * RETRY_FAILED_AFTER;
+        let revisions = [
+            waiting("a", 100),
+            waiting("a", 100),
+            waiting("b", 100),
+            waiting("c", 500),
+            waiting("d", 100),
+            waiting("e", 100),
+            waiting("f", 100),
+            waiting("g", 100),
+        ];
+        let saves = [
+            save("b", 200, "accepted", Some("succeeded"), true),
+            save("c", 200, "accepted", Some("succeeded"), true),
+            save("d", 200, "accepted", Some("running"), false),
+            save("e", 200, "rejected", None, true),
+            save("f", 200, "accepted", Some("failed"), true),
+            save("g", now - 60, "accepted", Some("failed"), true),
+        ];
+        let needed = origins_needing_a_save(&revisions, &saves, now);
+        assert_eq!(needed, [origin("a"), origin("c"), origin("f")]);
+    }
+
+    #[test]
+    fn only_full_git_commits_can_be_checked() {
+        let source = |json: serde_json::Value| VcsSource::of(&serde_json::from_value(json).unwrap());
+        let commit = "3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+        let git = source(serde_json::json!({"type": "git", "git_url": "https://x/a.git", "git_ref": commit}));
+        assert_eq!(git.unwrap().unwrap().swhid, Some(format!("swh:1:rev:{commit}")));
+        let tag = source(serde_json::json!({"type": "git", "git_url": "https://x/a.git", "git_ref": "refs/tags/v1"}));
+        assert_eq!(tag.unwrap().unwrap().swhid, None);
+        let svn = source(serde_json::json!({"type": "svn", "svn_url": "svn://x/trunk", "svn_revision": 12}));
+        let svn = svn.unwrap().unwrap();
+        assert_eq!((svn.origin.visit_type.as_str(), svn.revision.as_str()), ("svn", "12"));
+        assert_eq!(source(serde_json::json!({"type": "hg"})), Some(Err("no VCS URL")));
+        assert_eq!(source(serde_json::json!({"type": "url", "urls": ["https://x/y.tar.gz"]})), None);
+    }
+}
