@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks `swh-bridge load` capturing the recipes of a corpus: the files are served over
 # loopback by Python's http.server, listed in a sources.json with their sha256, and loaded into an
-# empty recipe store; the same files then go through `recipe create` alone, which is the
-# computing part of a capture. Prints sources per second, and the share of the load's wall time
-# that was not computing (downloading, hashing on the way, writing). Not a test.
+# empty recipe store, once with --jobs 1 and once with --jobs 4. Prints sources per second, and
+# the time the captures spent waiting for bytes versus computing (recipes, hashes, the store), as
+# the load's own summary counts them. Not a test.
 #
 #   scripts/bench-load.sh [CORPUS_DIR]   default: ~/.cache/swh-bridge/package-corpus, filled by
 #                                        scripts/fetch-package-corpus.sh
@@ -32,32 +32,28 @@ sources = []
 for name in names:
     digest = hashlib.sha256(open(os.path.join(corpus, name), "rb").read()).digest()
     url = f"http://127.0.0.1:{port}/{name}"
-    # The bench names .crate files .crate.gz; the loader knows .crate.
     sources.append({"type": "url", "urls": [url], "integrity": "sha256-" + base64.b64encode(digest).decode(),
                     "outputHashAlgo": "sha256", "outputHashMode": "flat"})
 with open(os.path.join(work, "sources.json"), "w") as f:
     json.dump({"version": 1, "sources": sources}, f)
 
-start = time.perf_counter()
-# No archive: nothing is archived on loopback, and a miss must not reach the public one.
-load = subprocess.run([bridge, "load", "--json", "--no-cache", "--archive", "http://127.0.0.1:9/api/1/",
-                       os.path.join(work, "sources.json"), "--recipes", os.path.join(work, "recipes"),
-                       "--state", os.path.join(work, "state.sqlite")], capture_output=True, text=True)
-load_s = time.perf_counter() - start
-statuses = [json.loads(line)["status"] for line in load.stdout.splitlines()]
-captured = statuses.count("captured")
-
-start = time.perf_counter()
-attempted = [name for name, status in zip(names, statuses) if status in ("captured", "failed")]
-for name in attempted:
-    subprocess.run([bridge, "recipe", "create", os.path.join(corpus, name), "-o", os.path.join(work, "r")],
-                   capture_output=True)
-create_s = time.perf_counter() - start
-
-print(f"{len(names)} files, {captured} captured, {statuses.count('failed')} failed, "
-      f"{statuses.count('skipped')} skipped")
-print(f"load:            {load_s:6.2f} s   {captured / load_s:6.1f} captures/s")
-print(f"recipe create:   {create_s:6.2f} s   (the computing part, for the {len(attempted)} files attempted, "
-      "one process each)")
-print(f"not computing:   {max(0.0, 1 - create_s / load_s) * 100:5.1f} % of the load's wall time")
+print(f"{len(names)} files, {sum(os.path.getsize(os.path.join(corpus, n)) for n in names) / 1e6:.0f} MB")
+for jobs in (1, 4):
+    run = os.path.join(work, f"jobs-{jobs}")
+    start = time.perf_counter()
+    # No archive and no NixOS mirrors: a miss must not leave loopback.
+    load = subprocess.run([bridge, "load", "--json", "--no-cache", "--no-nixos-mirrors", "--jobs", str(jobs),
+                           "--per-host", str(jobs), "--archive", "http://127.0.0.1:9/api/1/",
+                           os.path.join(work, "sources.json"), "--recipes", os.path.join(run, "recipes"),
+                           "--state", os.path.join(run, "state.sqlite")], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = [json.loads(line) for line in load.stdout.splitlines()]
+    summary = next(line["summary"] for line in lines if "summary" in line)
+    statuses = [line["status"] for line in lines if "index" in line]
+    captured = statuses.count("captured")
+    seconds = summary["seconds"]
+    busy = seconds["download"] + seconds["compute"]
+    print(f"--jobs {jobs}: {wall:6.2f} s, {captured} captured, {statuses.count('failed')} failed: "
+          f"{captured / wall:5.1f} sources/s; of the captures' time, "
+          f"{seconds['download'] / busy * 100:4.1f} % waiting for bytes, {seconds['compute'] / busy * 100:4.1f} % computing")
 PY

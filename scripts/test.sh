@@ -14,6 +14,7 @@ command -v nix-store >/dev/null || need_apt+=(nix-bin)
 command -v git >/dev/null || need_apt+=(git)
 command -v zip >/dev/null || need_apt+=(zip)
 command -v unzip >/dev/null || need_apt+=(unzip)
+command -v zstd >/dev/null || need_apt+=(zstd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"
   as_root apt-get update -qq

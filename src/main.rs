@@ -809,6 +809,8 @@ fn load(args: LoadArgs) -> Result<ExitCode> {
     let Some(recipes) = args.archive.recipes.clone() else {
         bail!("load needs --recipes DIR: the recipe store to capture into");
     };
+    // Created even if nothing gets captured, so that publishing it finds it.
+    std::fs::create_dir_all(&recipes).with_context(|| format!("failed to create the recipe store {recipes}"))?;
     let store = swh_bridge::recipes::store::RecipeStore::Directory(PathBuf::from(&recipes));
     let sources_path = args.sources.expect("clap requires it without a subcommand");
     let read = read_sources(&sources_path)?;

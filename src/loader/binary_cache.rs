@@ -3,7 +3,8 @@
 //!
 //! Format quirks:
 //! - a `.narinfo` is `Key: value` lines; `URL` is relative to the cache root, `Compression` is
-//!   `xz` (cache.nixos.org's older NARs), `zstd` (newer ones), `bzip2` or `none`; `NarHash` is
+//!   `xz` (cache.nixos.org's older NARs), `zstd` (newer ones), `bzip2` or `none` (and `bzip2`
+//!   when the line is missing, as Nix assumes); `NarHash` is
 //!   `sha256:<nix32>` of the uncompressed NAR;
 //! - the narinfo of a store path is `<cache>/<hash part>.narinfo`, the hash part being the 32
 //!   characters after `/nix/store/`;
@@ -17,8 +18,8 @@ use std::io::Read;
 
 use crate::fallback::{FetchError, Fetcher};
 use crate::hashing::nar;
-use crate::hashing::tree::Limits;
 use crate::hashing::tree::memory::{Node, NodeBuilder};
+use crate::hashing::tree::{Limits, TreeError};
 use crate::hashing::{Hash, Hasher};
 use crate::sources::Source;
 
@@ -31,7 +32,7 @@ pub enum BinaryCacheError {
     Narinfo { location: String, why: String },
     #[error("{location} has no narinfo for {store_path}")]
     NotCached { location: String, store_path: String },
-    #[error("the NAR {url} is compressed with {compression}, which is not supported (xz, bzip2, none are)")]
+    #[error("the NAR {url} is compressed with {compression}, which is not supported (xz, zstd, bzip2, none are)")]
     Compression { url: String, compression: String },
     #[error("failed to download from the binary cache")]
     Download(#[source] FetchError),
@@ -122,6 +123,10 @@ impl BinaryCache {
 fn read_nar(compressed: &[u8], info: &NarInfo, url: &str) -> Result<Node, BinaryCacheError> {
     let reader: Box<dyn Read> = match info.compression.as_str() {
         "xz" => Box::new(liblzma::read::XzDecoder::new(compressed)),
+        "zstd" => Box::new(
+            zstd::stream::read::Decoder::with_buffer(compressed)
+                .map_err(|source| BinaryCacheError::Nar { url: url.to_owned(), source: TreeError::NarInput(source) })?,
+        ),
         "bzip2" => Box::new(bzip2::read::BzDecoder::new(compressed)),
         "none" => Box::new(compressed),
         other => return Err(BinaryCacheError::Compression { url: url.to_owned(), compression: other.to_owned() }),

@@ -36,7 +36,7 @@ const ARCHIVE_SUFFIXES: [&str; 13] = [
 pub enum Kind {
     /// Flat hash, an archive's name: recipe and bridge entry.
     Archive,
-    /// Flat hash, any other file: content id.
+    /// Flat hash, any other file: content id (or recipe, if it turns out to be an archive).
     Plain,
     /// NAR hash: the tree's SWHID.
     Recursive,
@@ -75,6 +75,12 @@ impl Capture {
             Kind::Archive | Kind::Plain => format!("{}/{}", self.hash.algo().name(), self.hash.to_hex()),
         }
     }
+}
+
+/// Whether a file starts as the archives recipes are made for do (gzip, xz, bzip2, zip, tar).
+fn looks_like_an_archive(bytes: &[u8]) -> bool {
+    let magic: [&[u8]; 4] = [b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh", b"PK\x03\x04"];
+    magic.iter().any(|m| bytes.starts_with(m)) || bytes.get(257..262) == Some(b"ustar")
 }
 
 fn is_archive_url(url: &str) -> bool {
@@ -132,28 +138,28 @@ impl Capturer<'_> {
         timings: &mut Timings,
     ) -> Result<String, String> {
         match capture.kind {
-            Kind::Archive => {
+            Kind::Archive | Kind::Plain => {
                 let bytes = self.flat_bytes(capture, source, scratch, timings).await?;
                 let started = Instant::now();
-                let made = blocking(move || {
-                    let (recipe, tree) =
-                        Recipe::create(&bytes).map_err(|e| format!("no recipe: {}", error_chain(&e)))?;
-                    let entry = BridgeEntry::of(&bytes, &tree);
-                    Ok((recipe, bytes, entry))
-                })
-                .await;
-                let stored = made.and_then(|(recipe, bytes, entry)| {
-                    self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
-                    Ok(recipe.tree)
-                });
-                timings.compute += started.elapsed();
-                stored
-            }
-            Kind::Plain => {
-                let bytes = self.flat_bytes(capture, source, scratch, timings).await?;
-                let started = Instant::now();
-                let entry = BridgeEntry::of_content(&bytes);
-                let stored = self.store.put_entry(&entry).map_err(|e| error_chain(&e)).map(|()| entry.tree);
+                // A URL need not say what it serves (crates.io's end in `/download`): a plain
+                // file that turns out to be an archive gets a recipe too.
+                let archive = capture.kind == Kind::Archive || looks_like_an_archive(&bytes);
+                let stored = if archive {
+                    let made = blocking(move || {
+                        let (recipe, tree) =
+                            Recipe::create(&bytes).map_err(|e| format!("no recipe: {}", error_chain(&e)))?;
+                        let entry = BridgeEntry::of(&bytes, &tree);
+                        Ok((recipe, bytes, entry))
+                    })
+                    .await;
+                    made.and_then(|(recipe, bytes, entry)| {
+                        self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
+                        Ok(recipe.tree)
+                    })
+                } else {
+                    let entry = BridgeEntry::of_content(&bytes);
+                    self.store.put_entry(&entry).map_err(|e| error_chain(&e)).map(|()| entry.tree)
+                };
                 timings.compute += started.elapsed();
                 stored
             }
@@ -305,5 +311,17 @@ mod tests {
         assert_eq!(kind(url("https://x/archive/v1.tar.gz", "recursive")), Ok(Kind::Recursive));
         assert_eq!(kind(serde_json::json!({"type": "url", "urls": ["https://x/a"]})), Err("no hash"));
         assert_eq!(kind(serde_json::json!({"type": "git", "integrity": sri})), Err("a VCS source"));
+    }
+
+    #[test]
+    fn archives_are_recognised_by_their_first_bytes() {
+        let mut tar = vec![0u8; 512];
+        tar[257..263].copy_from_slice(b"ustar\0");
+        for archive in [&b"\x1f\x8b\x08\x00"[..], b"\xfd7zXZ\x00\x00", b"BZh91AY", b"PK\x03\x04\x14", &tar] {
+            assert!(looks_like_an_archive(archive), "{archive:?}");
+        }
+        for plain in [&b"--- a/x\n+++ b/x\n"[..], b"", b"PK", &[0u8; 600]] {
+            assert!(!looks_like_an_archive(plain), "{plain:?}");
+        }
     }
 }

@@ -201,20 +201,21 @@ fn after_a_load_every_source_comes_back_through_fetch_once_upstream_is_gone() {
     };
     let hex = |path: &std::path::Path| line(tool("sha256sum").arg(path)).split_whitespace().next().unwrap().to_owned();
 
-    // The binary cache: the NAR of the xz tarball, found by its store path's narinfo.
+    // The binary cache: the NAR of the xz tarball, found by its store path's narinfo, compressed
+    // with zstd as cache.nixos.org's newer NARs are.
     let cache = local_archive().files_dir.join("e2e-cache");
     fs::create_dir_all(cache.join("nar")).unwrap();
     let cached = dir.join("e2e-cached-3.0.tar.xz");
     let nar = output(tool("nix-store").arg("--dump").arg(&cached));
     fs::write(dir.join("cached.nar"), &nar).unwrap();
-    sh("xz -k cached.nar");
-    fs::copy(dir.join("cached.nar.xz"), cache.join("nar/cached.nar.xz")).unwrap();
+    sh("zstd -q -19 cached.nar -o cached.nar.zst");
+    fs::copy(dir.join("cached.nar.zst"), cache.join("nar/cached.nar.zst")).unwrap();
     let nar_hash = line(tool("nix-hash").args(["--type", "sha256", "--flat", "--base32"]).arg(dir.join("cached.nar")));
     let store_hash = "0123456789abcdfghijklmnpqrsvwxyz";
     fs::write(
         cache.join(format!("{store_hash}.narinfo")),
         format!(
-            "StorePath: /nix/store/{store_hash}-e2e-cached-3.0.tar.xz\nURL: nar/cached.nar.xz\nCompression: xz\n\
+            "StorePath: /nix/store/{store_hash}-e2e-cached-3.0.tar.xz\nURL: nar/cached.nar.zst\nCompression: zstd\n\
              NarHash: sha256:{nar_hash}\nNarSize: {}\nReferences: \n",
             nar.len()
         ),

@@ -5,6 +5,7 @@
 mod archive_client;
 mod archive_end_to_end;
 mod cli;
+mod daily;
 mod golden_hashing;
 mod hostile;
 mod lister;
