@@ -9,7 +9,7 @@ use std::process::Command;
 
 use mockito::Matcher;
 
-use crate::reference_tools::{line, output, tool};
+use crate::reference_tools::{git_in, line, output, tool};
 use crate::trees::temp_dir;
 
 #[test]
@@ -18,13 +18,7 @@ fn the_daily_job_lists_loads_and_publishes_then_resumes_from_the_last_list() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let nixpkgs = tmp.path().join("nixpkgs");
     output(tool("cp").arg("-r").arg(root.join("tests/lister/nixpkgs")).arg(&nixpkgs));
-    let git = |args: &[&str]| {
-        let mut cmd = tool("git");
-        cmd.arg("-C").arg(&nixpkgs).args(args);
-        cmd.env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t").env("GIT_COMMITTER_NAME", "t");
-        cmd.env("GIT_COMMITTER_EMAIL", "t@t");
-        cmd
-    };
+    let git = |args: &[&str]| git_in(&nixpkgs, args);
     output(&mut git(&["init", "-q"]));
     output(&mut git(&["add", "-A"]));
     output(&mut git(&["commit", "-q", "-m", "miniature nixpkgs"]));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::reference_tools::{bridge, failure, line, output, tool};
+use crate::reference_tools::{bridge, failure, git_in, line, output, tool};
 use crate::trees::temp_dir;
 
 fn fixture(name: &str) -> PathBuf {
@@ -104,13 +104,7 @@ fn list_checks_out_a_revision_and_records_it() {
     let tmp = temp_dir();
     let repo = tmp.path().join("nixpkgs");
     output(tool("cp").arg("-r").arg(fixture("nixpkgs")).arg(&repo));
-    let git = |args: &[&str]| {
-        let mut cmd = tool("git");
-        cmd.arg("-C").arg(&repo).args(args);
-        cmd.env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t").env("GIT_COMMITTER_NAME", "t");
-        cmd.env("GIT_COMMITTER_EMAIL", "t@t");
-        cmd
-    };
+    let git = |args: &[&str]| git_in(&repo, args);
     output(&mut git(&["init", "-q"]));
     output(&mut git(&["add", "-A"]));
     output(&mut git(&["commit", "-q", "-m", "miniature nixpkgs"]));

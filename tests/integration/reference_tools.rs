@@ -16,6 +16,15 @@ pub fn tool(name: &str) -> Command {
     cmd
 }
 
+/// git in `repo`, with an author and a committer (tests commit as nobody in particular).
+pub fn git_in(repo: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = tool("git");
+    cmd.arg("-C").arg(repo).args(args);
+    cmd.env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@t").env("GIT_COMMITTER_NAME", "t");
+    cmd.env("GIT_COMMITTER_EMAIL", "t@t");
+    cmd
+}
+
 /// `swh` from PATH, else from the venv `scripts/test.sh` creates.
 pub fn swh_program() -> PathBuf {
     let on_path = std::env::var_os("PATH")
