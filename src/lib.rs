@@ -11,5 +11,6 @@ pub mod listers;
 pub mod loader;
 pub mod publish;
 pub mod recipes;
+pub mod serve;
 pub mod sources;
 pub mod store;

@@ -48,6 +48,10 @@ enum Command {
     /// and tree SWHIDs into the recipe store (--recipes DIR). Resumable: the state is kept in
     /// SQLite, and a rerun skips what is done. `load status` follows the save requests.
     Load(Box<LoadArgs>),
+    /// Run a hashed mirror for Nix and Guix builds: every flat-hashed download whose upstream is
+    /// gone is answered from Software Heritage, verified (`hashed-mirrors = http://ADDR/` in
+    /// nix.conf).
+    Serve(ServeArgs),
     /// Publish a recipe store as a static site (recipes, bridge index, sources.json, stats and
     /// an index page) that any web server can serve and `fetch --recipes URL` reads.
     Publish(PublishArgs),
@@ -129,7 +133,8 @@ struct ArchiveArgs {
     #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_UPSTREAM_TIMEOUT.as_secs())]
     upstream_timeout: u64,
     /// A recipe store (a directory or an HTTP base URL) for rebuilding tarballs that the archive
-    /// keeps unpacked [default: the configuration file's].
+    /// keeps unpacked [default: the configuration file's, else `recipes` in the data directory
+    /// if it exists].
     #[arg(long)]
     recipes: Option<String>,
     /// The configuration file [default: $XDG_CONFIG_HOME/swh-bridge/config.json, if present].
@@ -163,7 +168,8 @@ impl ArchiveArgs {
             .with_upstream_timeout(std::time::Duration::from_secs(self.upstream_timeout));
         let fetcher =
             if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&data_dir)) };
-        let fetcher = match self.recipes.or(config.recipes) {
+        let default_store = Some(data_dir.join("recipes")).filter(|store| store.is_dir());
+        let fetcher = match self.recipes.or(config.recipes).or(default_store.map(|s| s.display().to_string())) {
             Some(location) => fetcher.with_recipes(swh_bridge::recipes::store::RecipeStore::new(&location)),
             None => fetcher,
         };
@@ -230,6 +236,25 @@ enum LoadCommand {
 /// The NixOS project's copies of sources: a hashed mirror and a binary cache.
 const NIXOS_HASHED_MIRROR: &str = "https://tarballs.nixos.org/";
 const NIXOS_BINARY_CACHE: &str = "https://cache.nixos.org/";
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Fetches from the archive that may run at once.
+    #[arg(long, default_value_t = 4)]
+    max_resolutions: usize,
+    /// Seconds a request waits for its source to be found before answering 404 (the search goes
+    /// on, and a later request finds it cached).
+    #[arg(long, default_value_t = 120)]
+    resolve_timeout: u64,
+    /// Seconds a hash found missing is answered 404 without asking the archive again.
+    #[arg(long, default_value_t = 600)]
+    negative_ttl: u64,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+}
 
 #[derive(clap::Args)]
 struct PublishArgs {
@@ -508,6 +533,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prefetch(args) => prefetch(args),
         Command::Load(args) => load(*args),
         Command::Publish(args) => publish(args),
+        Command::Serve(args) => serve(args),
         Command::Recipe(command) => recipe(command),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
@@ -806,9 +832,8 @@ fn load(args: LoadArgs) -> Result<ExitCode> {
     if let Some(LoadCommand::Status { state, archive, json }) = args.command {
         return load_status(state, archive, json);
     }
-    let Some(recipes) = args.archive.recipes.clone() else {
-        bail!("load needs --recipes DIR: the recipe store to capture into");
-    };
+    let data_dir = args.archive.data_dir.clone().unwrap_or_else(swh_bridge::fallback::Cache::default_data_dir);
+    let recipes = args.archive.recipes.clone().unwrap_or_else(|| data_dir.join("recipes").display().to_string());
     // Created even if nothing gets captured, so that publishing it finds it.
     std::fs::create_dir_all(&recipes).with_context(|| format!("failed to create the recipe store {recipes}"))?;
     let store = swh_bridge::recipes::store::RecipeStore::Directory(PathBuf::from(&recipes));
@@ -926,6 +951,31 @@ fn load(args: LoadArgs) -> Result<ExitCode> {
         );
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use swh_bridge::serve::{ServeOptions, Server};
+
+    let no_cache = args.archive.no_cache;
+    let archive = args.archive.resolve()?;
+    let cache = (!no_cache).then(|| swh_bridge::fallback::Cache::new(&archive.data_dir));
+    let options = ServeOptions {
+        max_resolutions: args.max_resolutions,
+        resolve_timeout: std::time::Duration::from_secs(args.resolve_timeout),
+        negative_ttl: std::time::Duration::from_secs(args.negative_ttl),
+    };
+    let scratch = archive.data_dir.join("serve-scratch");
+    let server = std::sync::Arc::new(Server::new(archive.fetcher, cache, scratch, options));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        eprintln!("serving a hashed mirror on http://{address}/ (nix.conf: hashed-mirrors = http://{address}/)");
+        swh_bridge::serve::run(server, listener).await.context("the server failed")
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn publish(args: PublishArgs) -> Result<ExitCode> {

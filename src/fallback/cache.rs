@@ -15,6 +15,7 @@ use crate::hashing::tree::disk::{parent_dir, persist_no_replace};
 
 use super::Mode;
 
+#[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
 }
@@ -33,7 +34,8 @@ impl Cache {
         }
     }
 
-    fn entry(&self, hash: &Hash, mode: Mode) -> PathBuf {
+    /// Where the entry for `hash` is (or would be) kept.
+    pub fn path(&self, hash: &Hash, mode: Mode) -> PathBuf {
         let kind = match mode {
             Mode::Flat => hash.algo().name().to_owned(),
             Mode::Recursive => format!("nar-{}", hash.algo()),
@@ -43,10 +45,21 @@ impl Cache {
 
     /// The stored bytes (a file, or a NAR), if present and intact.
     pub fn get(&self, hash: &Hash, mode: Mode) -> Option<Vec<u8>> {
-        let path = self.entry(hash, mode);
+        let path = self.path(hash, mode);
         let bytes = fs::read(&path).ok()?;
         let recorded = fs::read_to_string(blake3_path(&path)).ok()?;
         (blake3::hash(&bytes).to_hex().as_str() == recorded.trim()).then_some(bytes)
+    }
+
+    /// Whether the entry for `hash` is present and intact, read in pieces (for callers that
+    /// then stream it rather than hold it whole).
+    pub fn is_intact(&self, hash: &Hash, mode: Mode) -> bool {
+        let path = self.path(hash, mode);
+        let (Ok(mut file), Ok(recorded)) = (fs::File::open(&path), fs::read_to_string(blake3_path(&path))) else {
+            return false;
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(&mut file).is_ok() && hasher.finalize().to_hex().as_str() == recorded.trim()
     }
 
     /// Stores verified bytes (the file itself, or a tree's NAR) from `reader`.
@@ -61,7 +74,7 @@ impl Cache {
         mode: Mode,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<()> {
-        let path = self.entry(hash, mode);
+        let path = self.path(hash, mode);
         fs::create_dir_all(parent_dir(&path))?;
         let temp = tempfile::NamedTempFile::new_in(parent_dir(&path))?;
         let mut writer =

@@ -16,5 +16,6 @@ mod recipes;
 mod reference_tools;
 mod roundtrip;
 mod saves;
+mod serve;
 mod trees;
 mod vault;

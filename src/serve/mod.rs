@@ -1,0 +1,394 @@
+//! `serve`: a hashed mirror for Nix (and Guix) builds, answered from the cache or, on a miss,
+//! from Software Heritage through the [`Fetcher`] (contents, ExtIDs, the bridge index, recipes).
+//!
+//! What clients need (see `path` for the request forms):
+//! - Nix asks every mirror before the main URL and takes a 404 as "try the next one"; a 200 with
+//!   wrong bytes fails the build without falling back. So a 200 goes out only with bytes that
+//!   were verified against the requested hash: by the fetcher on their way in, and, for cache
+//!   hits, by the cache's BLAKE3 of them, checked once per file and process;
+//! - nixpkgs' builder sends a `HEAD` first: it resolves as a `GET` would, so the `GET` that
+//!   follows is a hit;
+//! - a build must not hang on a slow archive: past `resolve_timeout` the answer is a 404 (the
+//!   resolution goes on, and a later request finds the file cached).
+//!
+//! Requests for the same hash share one resolution; at most `max_resolutions` run at once; a
+//! hash found missing is answered 404 from memory for `negative_ttl`.
+
+pub mod metrics;
+pub mod path;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{Semaphore, watch};
+
+use crate::fallback::{Cache, FetchError, FetchRequest, Fetcher, Mode, error_chain};
+use crate::hashing::Hash;
+use metrics::Metrics;
+
+/// How the server behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Fetches that may run at once.
+    pub max_resolutions: usize,
+    /// How long a request waits for its resolution before answering 404.
+    pub resolve_timeout: Duration,
+    /// How long a hash found missing is answered 404 without asking again.
+    pub negative_ttl: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            max_resolutions: 4,
+            resolve_timeout: Duration::from_secs(120),
+            negative_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// How long one resolution may take (a vault cooking included) before it is given up.
+const RESOLUTION_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Why a hash is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Miss {
+    /// Nowhere to be found, or not recoverable: 404.
+    NotFound(String),
+    /// The archive failed (or gave wrong bytes): 502.
+    Failed(String),
+    /// Still resolving when the request's patience ran out: 404.
+    TimedOut,
+}
+
+/// A file resolved on a miss, verified, in a scratch directory removed when the last request
+/// waiting for it has opened it.
+struct Resolved {
+    path: PathBuf,
+    origin: String,
+    _dir: tempfile::TempDir,
+}
+
+type Resolution = Result<Arc<Resolved>, Miss>;
+
+pub struct Server {
+    fetcher: Fetcher,
+    cache: Option<Cache>,
+    scratch: PathBuf,
+    options: ServeOptions,
+    resolutions: Arc<Semaphore>,
+    inflight: Mutex<HashMap<String, watch::Receiver<Option<Resolution>>>>,
+    missing: Mutex<HashMap<String, (Instant, String)>>,
+    /// Cache files whose BLAKE3 was checked, by (device, inode, length, mtime).
+    verified: Mutex<HashSet<(u64, u64, u64, i64)>>,
+    log: AccessLog,
+    pub metrics: Metrics,
+}
+
+/// The access log, on standard error, written by a thread of its own so that requests never
+/// wait on it. The thread wakes every 50 ms and writes what came meanwhile in one go: waking it
+/// for each line cost a busy server a fifth of its throughput.
+struct AccessLog {
+    lines: std::sync::mpsc::Sender<String>,
+}
+
+impl AccessLog {
+    fn new() -> AccessLog {
+        let (lines, received) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stderr());
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                loop {
+                    match received.try_recv() {
+                        Ok(line) => {
+                            let _ = writeln!(out, "{line}");
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            let _ = out.flush();
+                            return;
+                        }
+                    }
+                }
+                let _ = out.flush();
+            }
+        });
+        AccessLog { lines }
+    }
+
+    fn write(&self, line: String) {
+        // The thread only ends once the server is dropped.
+        let _ = self.lines.send(line);
+    }
+}
+
+impl Server {
+    /// A server fetching with `fetcher`, serving hits from `cache` (the one the fetcher fills),
+    /// and resolving misses into `scratch`.
+    pub fn new(fetcher: Fetcher, cache: Option<Cache>, scratch: PathBuf, options: ServeOptions) -> Server {
+        Server {
+            fetcher,
+            cache,
+            scratch,
+            resolutions: Arc::new(Semaphore::new(options.max_resolutions.max(1))),
+            options,
+            inflight: Mutex::new(HashMap::new()),
+            missing: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashSet::new()),
+            log: AccessLog::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The HTTP routes: `/healthz`, `/metrics`, and every other path as a mirror request.
+    pub fn router(self: Arc<Server>) -> axum::Router {
+        axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route("/metrics", axum::routing::get(metrics_page))
+            .fallback(mirror)
+            .with_state(self)
+    }
+
+    /// The cached copy, opened, with its length, if there is one and it is intact.
+    async fn cached(self: &Arc<Server>, hash: &Hash) -> Option<(std::fs::File, u64)> {
+        let cache = self.cache.clone()?;
+        let (server, hash) = (self.clone(), hash.clone());
+        // One trip to the blocking pool for the whole check: this is the path every hit takes.
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(cache.path(&hash, Mode::Flat)).ok()?;
+            let metadata = file.metadata().ok()?;
+            let key = (metadata.dev(), metadata.ino(), metadata.len(), metadata.mtime());
+            let known = server.verified.lock().expect("no thread panics holding it").contains(&key);
+            if !known {
+                if !cache.is_intact(&hash, Mode::Flat) {
+                    return None;
+                }
+                server.verified.lock().expect("no thread panics holding it").insert(key);
+            }
+            Some((file, metadata.len()))
+        });
+        opened.await.ok().flatten()
+    }
+
+    fn recently_missing(&self, key: &str) -> Option<String> {
+        let mut missing = self.missing.lock().expect("no thread panics holding it");
+        match missing.get(key) {
+            Some((when, why)) if when.elapsed() < self.options.negative_ttl => Some(why.clone()),
+            Some(_) => {
+                missing.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Resolves a hash, joining a resolution already under way.
+    async fn resolve(self: &Arc<Server>, hash: &Hash) -> Resolution {
+        let key = hash.to_sri();
+        let mut receiver = {
+            let mut inflight = self.inflight.lock().expect("no thread panics holding it");
+            match inflight.get(&key) {
+                Some(receiver) => receiver.clone(),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    inflight.insert(key.clone(), receiver.clone());
+                    let (server, hash) = (self.clone(), hash.clone());
+                    // A task of its own: it finishes (and fills the cache) even if every request
+                    // waiting for it has given up.
+                    tokio::spawn(async move {
+                        let resolution = server.fetch(&hash).await;
+                        if let Err(Miss::NotFound(why)) = &resolution {
+                            let mut missing = server.missing.lock().expect("no thread panics holding it");
+                            missing.insert(key.clone(), (Instant::now(), why.clone()));
+                        }
+                        let _ = sender.send(Some(resolution));
+                        server.inflight.lock().expect("no thread panics holding it").remove(&key);
+                    });
+                    receiver
+                }
+            }
+        };
+        let waited = tokio::time::timeout(self.options.resolve_timeout, receiver.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(resolution)) => resolution.clone().expect("waited for a value"),
+            Ok(Err(_)) => Err(Miss::Failed("the resolution ended without an answer".into())),
+            Err(_) => Err(Miss::TimedOut),
+        }
+    }
+
+    async fn fetch(&self, hash: &Hash) -> Resolution {
+        let _permit = self.resolutions.clone().acquire_owned().await.expect("the semaphore is never closed");
+        Metrics::add(&self.metrics.resolutions, 1);
+        Metrics::add(&self.metrics.resolutions_in_flight, 1);
+        let started = Instant::now();
+        // A resolution that never ends (a hostile recipe can keep preflate busy forever) would
+        // hold its slot for good: it is dropped after an hour. Its blocking thread, if any,
+        // runs on; moving recipe rebuilds into a child process with limits would stop that.
+        let result = tokio::time::timeout(RESOLUTION_LIMIT, self.fetch_to_scratch(hash))
+            .await
+            .unwrap_or_else(|_| Err(Miss::Failed(format!("no answer within {} s", RESOLUTION_LIMIT.as_secs()))));
+        self.metrics.resolved(started.elapsed());
+        self.metrics.resolutions_in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    async fn fetch_to_scratch(&self, hash: &Hash) -> Resolution {
+        let failed = |why: String| Miss::Failed(why);
+        std::fs::create_dir_all(&self.scratch)
+            .map_err(|e| failed(format!("failed to create the scratch directory: {e}")))?;
+        let dir = tempfile::tempdir_in(&self.scratch)
+            .map_err(|e| failed(format!("failed to make a scratch directory: {e}")))?;
+        let path = dir.path().join("file");
+        let request = FetchRequest { hash, mode: Mode::Flat, urls: &[], git_commit: None, hashed_mirrors: &[] };
+        match self.fetcher.fetch(&request, &path).await {
+            Ok(report) => Ok(Arc::new(Resolved { path, origin: report.origin, _dir: dir })),
+            Err(
+                err @ (FetchError::NotArchived { .. } | FetchError::NeedsRecipe { .. } | FetchError::Skipped { .. }),
+            ) => Err(Miss::NotFound(error_chain(&err))),
+            Err(err) => Err(Miss::Failed(error_chain(&err))),
+        }
+    }
+}
+
+async fn metrics_page(State(server): State<Arc<Server>>) -> Response {
+    let mut response = server.metrics.render().into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
+
+/// A mirror request: `GET` or `HEAD` on a path naming a hash.
+async fn mirror(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    let started = Instant::now();
+    let raw = uri.path().strip_prefix('/').unwrap_or(uri.path()).to_owned();
+    let path = percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned();
+    let (response, note) = answer(&server, &method, &path).await;
+    let status = response.status();
+    let length = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    server.log.write(format!(
+        "{peer} \"{method} /{raw}\" {} {length} {:.1}ms {note}",
+        status.as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    ));
+    response
+}
+
+/// The response to a mirror request, and a note for the access log.
+async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response, String) {
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED.into_response(), "only GET and HEAD".into());
+    }
+    let hash = match path::requested_hash(path) {
+        Ok(hash) => hash,
+        Err(err) => return (not_found(err.to_string()), "no hash".into()),
+    };
+    Metrics::add(&server.metrics.requests, 1);
+    if let Some((file, length)) = server.cached(&hash).await {
+        Metrics::add(&server.metrics.hits, 1);
+        return (send(server, method, tokio::fs::File::from_std(file), length), "hit".into());
+    }
+    Metrics::add(&server.metrics.misses, 1);
+    let key = hash.to_sri();
+    if let Some(why) = server.recently_missing(&key) {
+        Metrics::add(&server.metrics.not_found, 1);
+        return (not_found(why), "missing (remembered)".into());
+    }
+    match server.resolve(&hash).await {
+        // The scratch file may go once this request has it open: the open file stays readable.
+        Ok(resolved) => (send_file(server, method, &resolved.path).await, format!("resolved from {}", resolved.origin)),
+        Err(Miss::NotFound(why)) => {
+            Metrics::add(&server.metrics.not_found, 1);
+            (not_found(why), "missing".into())
+        }
+        Err(Miss::TimedOut) => {
+            Metrics::add(&server.metrics.not_found, 1);
+            let why = format!("{key} is still being looked for; try again later");
+            (not_found(why), "timed out".into())
+        }
+        Err(Miss::Failed(why)) => {
+            Metrics::add(&server.metrics.failures, 1);
+            let mut response = (StatusCode::BAD_GATEWAY, format!("{why}\n")).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            (response, format!("failed: {why}"))
+        }
+    }
+}
+
+fn not_found(why: String) -> Response {
+    let mut response = (StatusCode::NOT_FOUND, format!("{why}\n")).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Streams a verified file from its path (or only its headers, for `HEAD`).
+async fn send_file(server: &Server, method: &Method, path: &std::path::Path) -> Response {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(err) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to open the file: {err}\n")).into_response();
+        }
+    };
+    match file.metadata().await {
+        Ok(metadata) => send(server, method, file, metadata.len()),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to read the file: {err}\n")).into_response(),
+    }
+}
+
+/// Streams a verified, open file of `length` bytes (or only its headers, for `HEAD`).
+fn send(server: &Server, method: &Method, file: tokio::fs::File, length: u64) -> Response {
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Metrics::add(&server.metrics.bytes, length);
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024))
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    // Content-addressed: the bytes behind a hash never change.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    response
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes the requests under way.
+pub async fn run(server: Arc<Server>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+
+    let app = server.router().into_make_service_with_connect_info::<SocketAddr>();
+    // Without it, a small file's body waits out the client's delayed ACK (40 ms) behind the
+    // headers.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
