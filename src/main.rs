@@ -839,23 +839,43 @@ fn load(args: LoadArgs) -> Result<ExitCode> {
     let store = swh_bridge::recipes::store::RecipeStore::Directory(PathBuf::from(&recipes));
     let sources_path = args.sources.expect("clap requires it without a subcommand");
     let read = read_sources(&sources_path)?;
+    let mut archive = args.archive.resolve()?;
+    let state_path = args.state.clone().unwrap_or_else(|| archive.data_dir.join("state.sqlite"));
+    let state = State::open(&state_path)?;
     let sources: Vec<swh_bridge::sources::Source> = match &args.since {
         None => read.file.sources,
         Some(previous) => {
+            // What is new or changed, and what an earlier run failed on or never reached.
             let old = read_sources(previous)?;
             let diff = swh_bridge::sources::diff::diff(&old.file.sources, &read.file.sources);
             let changed = diff.changed.iter().map(|change| change.new);
-            diff.added.iter().copied().chain(changed).cloned().collect()
+            let fresh: std::collections::HashSet<String> =
+                diff.added.iter().copied().chain(changed).map(swh_bridge::sources::Source::identity).collect();
+            let unfinished = |source: &swh_bridge::sources::Source| -> Result<bool> {
+                if source.kind != swh_bridge::sources::SourceType::Url {
+                    return Ok(false);
+                }
+                let Some(hash) =
+                    source.integrity.as_deref().and_then(|i| swh_bridge::hashing::Hash::parse(i, None).ok())
+                else {
+                    return Ok(false);
+                };
+                Ok(state.get(&hash.to_sri())?.is_none_or(|record| record.status == "failed"))
+            };
+            let mut chosen = Vec::new();
+            for source in read.file.sources {
+                if fresh.contains(&source.identity()) || unfinished(&source)? {
+                    chosen.push(source);
+                }
+            }
+            chosen
         }
     };
-    let mut archive = args.archive.resolve()?;
     let mut binary_caches: Vec<BinaryCache> = args.binary_caches.iter().map(BinaryCache::new).collect();
     if !args.no_nixos_mirrors {
         archive.hashed_mirrors.push(NIXOS_HASHED_MIRROR.to_owned());
         binary_caches.push(BinaryCache::new(&url::Url::parse(NIXOS_BINARY_CACHE).expect("a valid URL")));
     }
-    let state_path = args.state.unwrap_or_else(|| archive.data_dir.join("state.sqlite"));
-    let state = State::open(&state_path)?;
     let loader = Loader {
         fetcher: &archive.fetcher,
         store: &store,

@@ -115,9 +115,12 @@ pub fn publish(publication: &Publication) -> Result<PublishReport, PublishError>
         }
     }
     let json = serde_json::to_vec_pretty(&report.stats).expect("stats serialise");
-    write_new(&publication.out.join("stats.json"), &json)?;
-    write_new(&publication.out.join("index.html"), index_page(&report.stats).as_bytes())?;
-    report.written += 2;
+    for (name, bytes) in [("stats.json", json), ("index.html", index_page(&report.stats).into_bytes())] {
+        match write_new(&publication.out.join(name), &bytes)? {
+            true => report.written += 1,
+            false => report.unchanged += 1,
+        }
+    }
     Ok(report)
 }
 
@@ -158,7 +161,11 @@ fn place(source: &Path, dest: &Path) -> Result<bool, PublishError> {
     Ok(true)
 }
 
-fn write_new(dest: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+/// Writes `bytes` at `dest` unless they are already there; returns whether it wrote.
+fn write_new(dest: &Path, bytes: &[u8]) -> Result<bool, PublishError> {
+    if fs::read(dest).is_ok_and(|there| there == bytes) {
+        return Ok(false);
+    }
     let write_error = |source| PublishError::Write { path: dest.to_owned(), source };
     let parent = dest.parent().expect("a path in the site has a parent");
     fs::create_dir_all(parent).map_err(write_error)?;
@@ -168,7 +175,7 @@ fn write_new(dest: &Path, bytes: &[u8]) -> Result<(), PublishError> {
         .map_err(write_error)?;
     io::Write::write_all(&mut temp, bytes).map_err(write_error)?;
     temp.persist(dest).map_err(|e| write_error(e.error))?;
-    Ok(())
+    Ok(true)
 }
 
 fn index_page(stats: &SiteStats) -> String {
@@ -217,7 +224,7 @@ mod tests {
         fs::remove_file(store.join("sha256/aa")).unwrap();
         fs::write(store.join("sha256/aa"), b"recipe, again").unwrap();
         let second = publish(&publication).unwrap();
-        assert_eq!((second.written, second.unchanged), (3, 1));
+        assert_eq!((second.written, second.unchanged), (1, 3));
         assert_eq!(fs::read(site.join("sha256/aa")).unwrap(), b"recipe, again");
         assert!(fs::read_to_string(site.join("index.html")).unwrap().contains("<td>recipes</td><td></td><td>1</td>"));
     }

@@ -51,15 +51,12 @@ impl Cache {
         (blake3::hash(&bytes).to_hex().as_str() == recorded.trim()).then_some(bytes)
     }
 
-    /// Whether the entry for `hash` is present and intact, read in pieces (for callers that
-    /// then stream it rather than hold it whole).
-    pub fn is_intact(&self, hash: &Hash, mode: Mode) -> bool {
-        let path = self.path(hash, mode);
-        let (Ok(mut file), Ok(recorded)) = (fs::File::open(&path), fs::read_to_string(blake3_path(&path))) else {
-            return false;
-        };
+    /// Whether `file`, opened from the entry for `hash`, is intact, read in pieces (for callers
+    /// that then stream it rather than hold it whole).
+    pub fn is_intact_file(&self, hash: &Hash, mode: Mode, file: &mut fs::File) -> bool {
+        let Ok(recorded) = fs::read_to_string(blake3_path(&self.path(hash, mode))) else { return false };
         let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(&mut file).is_ok() && hasher.finalize().to_hex().as_str() == recorded.trim()
+        hasher.update_reader(file).is_ok() && hasher.finalize().to_hex().as_str() == recorded.trim()
     }
 
     /// Stores verified bytes (the file itself, or a tree's NAR) from `reader`.

@@ -63,7 +63,7 @@ impl NarInfo {
             |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(": ").map(str::trim));
         let url = field("URL").ok_or_else(|| malformed("no URL line".into()))?;
         // The URL is joined to the cache root: it must stay under it.
-        if url.is_empty() || url.starts_with('/') || url.contains("..") || url.contains("://") {
+        if url.is_empty() || url.starts_with('/') || url.contains("..") || url.contains("://") || url.contains('\\') {
             return Err(malformed(format!("URL {url:?} is not a path under the cache")));
         }
         let nar_hash = field("NarHash").ok_or_else(|| malformed("no NarHash line".into()))?;
@@ -108,9 +108,23 @@ impl BinaryCache {
         }
     }
 
+    /// Where the NAR is: under the cache root, checked once joined (an escaped `..`, `%2e%2e`,
+    /// gets past the narinfo's text checks, but not this).
+    fn nar_url(&self, info: &NarInfo) -> Result<url::Url, BinaryCacheError> {
+        let outside = || BinaryCacheError::Narinfo {
+            location: self.root.to_string(),
+            why: format!("URL {:?} leads outside the cache", info.url),
+        };
+        let joined = self.root.join(&info.url).map_err(|_| outside())?;
+        if joined.origin() != self.root.origin() || !joined.path().starts_with(self.root.path()) {
+            return Err(outside());
+        }
+        Ok(joined)
+    }
+
     /// Downloads the NAR a narinfo names, checks its NAR hash, and reads it into a tree.
     pub async fn tree(&self, fetcher: &Fetcher, info: &NarInfo) -> Result<Node, BinaryCacheError> {
-        let url = self.root.join(&info.url).expect("a checked relative path").to_string();
+        let url = self.nar_url(info)?.to_string();
         let compressed = fetcher.download(&url, MAX_NAR_DOWNLOAD).await.map_err(BinaryCacheError::Download)?;
         let info = info.clone();
         let read = tokio::task::spawn_blocking(move || read_nar(&compressed, &info, &url)).await;
@@ -200,5 +214,12 @@ mod tests {
             assert!(NarInfo::parse(&hostile, "t").is_err(), "{url}");
         }
         assert!(NarInfo::parse("URL: nar/x.nar\n", "t").unwrap_err().to_string().contains("no NarHash"));
+
+        let cache = BinaryCache::new(&url::Url::parse("http://127.0.0.1:1/cache").unwrap());
+        let at = |url: &str| cache.nar_url(&NarInfo { url: url.into(), ..info.clone() }).map(|u| u.to_string());
+        assert_eq!(at("nar/x.nar.xz").unwrap(), "http://127.0.0.1:1/cache/nar/x.nar.xz");
+        for escaped in ["nar/%2e%2e/%2e%2e/etc/passwd", "%2e%2e/x", "//evil.example/x"] {
+            assert!(at(escaped).is_err(), "{escaped}");
+        }
     }
 }

@@ -144,21 +144,30 @@ impl Capturer<'_> {
                 // A URL need not say what it serves (crates.io's end in `/download`): a plain
                 // file that turns out to be an archive gets a recipe too.
                 let archive = capture.kind == Kind::Archive || looks_like_an_archive(&bytes);
-                let stored = if archive {
-                    let made = blocking(move || {
-                        let (recipe, tree) =
-                            Recipe::create(&bytes).map_err(|e| format!("no recipe: {}", error_chain(&e)))?;
-                        let entry = BridgeEntry::of(&bytes, &tree);
-                        Ok((recipe, bytes, entry))
+                let made = if archive {
+                    blocking(move || match Recipe::create(&bytes) {
+                        Ok((recipe, tree)) => {
+                            let entry = BridgeEntry::of(&bytes, &tree);
+                            Ok(Ok((recipe, bytes, entry)))
+                        }
+                        Err(e) => Ok(Err((format!("no recipe: {}", error_chain(&e)), bytes))),
                     })
-                    .await;
-                    made.and_then(|(recipe, bytes, entry)| {
+                    .await?
+                } else {
+                    Err((String::new(), bytes))
+                };
+                let stored = match made {
+                    Ok((recipe, bytes, entry)) => {
                         self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
                         Ok(recipe.tree)
-                    })
-                } else {
-                    let entry = BridgeEntry::of_content(&bytes);
-                    self.store.put_entry(&entry).map_err(|e| error_chain(&e)).map(|()| entry.tree)
+                    }
+                    // A compressed single file (`.patch.gz`) starts like an archive and is not
+                    // one: it is a plain file after all.
+                    Err((why, _)) if capture.kind == Kind::Archive => Err(why),
+                    Err((_, bytes)) => {
+                        let entry = BridgeEntry::of_content(&bytes);
+                        self.store.put_entry(&entry).map_err(|e| error_chain(&e)).map(|()| entry.tree)
+                    }
                 };
                 timings.compute += started.elapsed();
                 stored

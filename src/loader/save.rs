@@ -20,8 +20,13 @@ use crate::archive::{ApiError, ArchiveClient};
 use crate::fallback::error_chain;
 use crate::sources::{Source, SourceType};
 
-/// After a failed save, how long before the origin is tried again.
+/// After a failed save, how long before the origin is tried again; doubled for each failure in
+/// a row, up to [`RETRY_FAILED_AT_MOST`].
 const RETRY_FAILED_AFTER: i64 = 24 * 3600;
+const RETRY_FAILED_AT_MOST: i64 = 32 * 24 * 3600;
+
+/// How far the archive's clock and ours may disagree.
+const CLOCK_SKEW: i64 = 300;
 
 /// A VCS source as Save Code Now sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,9 +166,14 @@ impl Saver<'_> {
                     continue;
                 }
             };
+            // Ours, if it was made: one the state does not know, dated no earlier than the row
+            // (less a few minutes of clock skew). An undated one cannot be told from another
+            // user's, and is not taken: the origin is asked for again rather than never.
             let mut unrecorded = Vec::new();
             for request in requests {
-                if !self.state.has_request(request.id)? {
+                let dated = request.save_request_date.as_deref().and_then(unix_time);
+                let recent = dated.is_some_and(|when| when >= row.submitted_at - CLOCK_SKEW);
+                if recent && !self.state.has_request(request.id)? {
                     unrecorded.push(request);
                 }
             }
@@ -202,10 +212,16 @@ impl Saver<'_> {
                 Submitted::RateLimited(error_chain(&err))
             }
             // A 400 (not a valid origin) or 403 (blocked): asking again will not help.
-            Err(err @ ApiError::Refused { .. }) => {
+            Err(err @ ApiError::Refused { status: 400 | 403, .. }) => {
                 let why = error_chain(&err);
                 self.state.refuse_save(row, &why)?;
                 Submitted::Failed(why)
+            }
+            // Anything else refused (401: a bad token, say) is about us, not the origin: stop
+            // for this run, and keep the origin's record clean.
+            Err(err @ ApiError::Refused { .. }) => {
+                self.state.forget_save(row)?;
+                Submitted::RateLimited(error_chain(&err))
             }
             // The request may have been made even so: the next run settles it (see `reconcile`).
             Err(err) => Submitted::Failed(error_chain(&err)),
@@ -236,6 +252,7 @@ impl Saver<'_> {
 
 enum Submitted {
     Answered(String),
+    /// Nothing more can be sent this run (rate limited, or refused for a reason of ours).
     RateLimited(String),
     Failed(String),
 }
@@ -253,8 +270,11 @@ pub fn save_status(row: &SaveRow) -> &str {
 /// The origins whose waiting revisions no request covers, in a stable order.
 fn origins_needing_a_save(waiting: &[WaitingRevision], saves: &[SaveRow], now: i64) -> Vec<Origin> {
     let mut latest: BTreeMap<&Origin, &SaveRow> = BTreeMap::new();
+    let mut failures_in_a_row: BTreeMap<&Origin, u32> = BTreeMap::new();
     for save in saves {
         latest.insert(&save.origin, save);
+        let failures = failures_in_a_row.entry(&save.origin).or_default();
+        *failures = if save_status(save) == "failed" { *failures + 1 } else { 0 };
     }
     let mut needed: Vec<Origin> = Vec::new();
     for revision in waiting {
@@ -263,7 +283,11 @@ fn origins_needing_a_save(waiting: &[WaitingRevision], saves: &[SaveRow], now: i
             Some(save) if !save.finished => true,
             Some(save) => match save_status(save) {
                 "rejected" => true,
-                "failed" => now - save.submitted_at < RETRY_FAILED_AFTER,
+                "failed" => {
+                    let failures = failures_in_a_row.get(&revision.origin).copied().unwrap_or(1).clamp(1, 16);
+                    let wait = (RETRY_FAILED_AFTER << (failures - 1)).min(RETRY_FAILED_AT_MOST);
+                    now - save.submitted_at < wait
+                }
                 _ => save.submitted_at >= revision.first_seen,
             },
         };
@@ -274,9 +298,47 @@ fn origins_needing_a_save(waiting: &[WaitingRevision], saves: &[SaveRow], now: i
     needed
 }
 
+/// An ISO 8601 time as the API writes it (`2024-05-06T07:08:09.123456+00:00`), in unix seconds.
+fn unix_time(iso: &str) -> Option<i64> {
+    let number = |s: &str| s.parse::<i64>().ok();
+    let (date, rest) = iso.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(number);
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let zone_at = rest.find(['+', '-', 'Z']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(zone_at);
+    let mut hms = clock.splitn(3, ':');
+    let (hour, minute) = (number(hms.next()?)?, number(hms.next()?)?);
+    let second = number(hms.next()?.split('.').next()?)?;
+    let offset = match zone.as_bytes().first() {
+        None | Some(b'Z') => 0,
+        Some(sign) => {
+            let (h, m) = zone[1..].split_once(':').unwrap_or((&zone[1..], "0"));
+            let minutes = number(h)? * 60 + number(m)?;
+            if *sign == b'-' { -minutes * 60 } else { minutes * 60 }
+        }
+    };
+    // Days since 1970-01-01 in the proleptic Gregorian calendar.
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times_read_as_unix_seconds() {
+        // `date -u -d '2024-05-06T07:08:09Z' +%s`
+        assert_eq!(unix_time("2024-05-06T07:08:09.123456+00:00"), Some(1_714_979_289));
+        assert_eq!(unix_time("2024-05-06T09:08:09+02:00"), Some(1_714_979_289));
+        assert_eq!(unix_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_time("yesterday"), None);
+    }
 
     fn origin(url: &str) -> Origin {
         Origin { visit_type: "git".into(), url: url.into() }

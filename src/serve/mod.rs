@@ -11,8 +11,9 @@
 //! - a build must not hang on a slow archive: past `resolve_timeout` the answer is a 404 (the
 //!   resolution goes on, and a later request finds the file cached).
 //!
-//! Requests for the same hash share one resolution; at most `max_resolutions` run at once; a
-//! hash found missing is answered 404 from memory for `negative_ttl`.
+//! Requests for the same hash share one resolution; at most `max_resolutions` run at once, and
+//! at most [`MAX_PENDING`] wait (then a 503); a hash found missing is answered 404 from memory
+//! for `negative_ttl`, a failure 502 for a minute.
 
 pub mod metrics;
 pub mod path;
@@ -67,7 +68,31 @@ enum Miss {
     Failed(String),
     /// Still resolving when the request's patience ran out: 404.
     TimedOut,
+    /// Too many searches under way: 503.
+    Busy,
 }
+
+/// Ends a resolution's entry in the in-flight table however the task ends (a panic included,
+/// which would otherwise leave every later request for the hash waiting on nothing).
+struct Done {
+    server: Arc<Server>,
+    key: String,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.server.inflight.lock() {
+            inflight.remove(&self.key);
+        }
+    }
+}
+
+/// How long a failure is answered from memory.
+const FAILURE_MEMORY: Duration = Duration::from_secs(60);
+/// Misses remembered at most (beyond, the expired ones are swept, then all).
+const MAX_REMEMBERED: usize = 100_000;
+/// Searches under way or waiting for a slot at most; beyond, new hashes get a 503.
+const MAX_PENDING: usize = 1024;
 
 /// A file resolved on a miss, verified, in a scratch directory removed when the last request
 /// waiting for it has opened it.
@@ -86,7 +111,9 @@ pub struct Server {
     options: ServeOptions,
     resolutions: Arc<Semaphore>,
     inflight: Mutex<HashMap<String, watch::Receiver<Option<Resolution>>>>,
-    missing: Mutex<HashMap<String, (Instant, String)>>,
+    /// Misses answered from memory: not found for `negative_ttl`, failures for a minute (Nix
+    /// retries a 5xx, and each retry must not become a new search).
+    remembered: Mutex<HashMap<String, (Instant, Miss)>>,
     /// Cache files whose BLAKE3 was checked, by (device, inode, length, mtime).
     verified: Mutex<HashSet<(u64, u64, u64, i64)>>,
     log: AccessLog,
@@ -143,7 +170,7 @@ impl Server {
             resolutions: Arc::new(Semaphore::new(options.max_resolutions.max(1))),
             options,
             inflight: Mutex::new(HashMap::new()),
-            missing: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
             log: AccessLog::new(),
             metrics: Metrics::default(),
@@ -165,14 +192,16 @@ impl Server {
         let (server, hash) = (self.clone(), hash.clone());
         // One trip to the blocking pool for the whole check: this is the path every hit takes.
         let opened = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(cache.path(&hash, Mode::Flat)).ok()?;
+            let mut file = std::fs::File::open(cache.path(&hash, Mode::Flat)).ok()?;
             let metadata = file.metadata().ok()?;
             let key = (metadata.dev(), metadata.ino(), metadata.len(), metadata.mtime());
             let known = server.verified.lock().expect("no thread panics holding it").contains(&key);
             if !known {
-                if !cache.is_intact(&hash, Mode::Flat) {
+                // The very file that will be sent is the one checked.
+                if !cache.is_intact_file(&hash, Mode::Flat, &mut file) {
                     return None;
                 }
+                std::io::Seek::rewind(&mut file).ok()?;
                 server.verified.lock().expect("no thread panics holding it").insert(key);
             }
             Some((file, metadata.len()))
@@ -180,16 +209,33 @@ impl Server {
         opened.await.ok().flatten()
     }
 
-    fn recently_missing(&self, key: &str) -> Option<String> {
-        let mut missing = self.missing.lock().expect("no thread panics holding it");
-        match missing.get(key) {
-            Some((when, why)) if when.elapsed() < self.options.negative_ttl => Some(why.clone()),
-            Some(_) => {
-                missing.remove(key);
-                None
-            }
-            None => None,
+    fn remembered_miss(&self, key: &str) -> Option<Miss> {
+        let mut remembered = self.remembered.lock().expect("no thread panics holding it");
+        let (when, miss) = remembered.get(key)?;
+        if when.elapsed() < self.memory_of(miss) {
+            return Some(miss.clone());
         }
+        remembered.remove(key);
+        None
+    }
+
+    fn memory_of(&self, miss: &Miss) -> Duration {
+        match miss {
+            Miss::NotFound(_) => self.options.negative_ttl,
+            _ => FAILURE_MEMORY,
+        }
+    }
+
+    fn remember(&self, key: &str, miss: &Miss) {
+        let mut remembered = self.remembered.lock().expect("no thread panics holding it");
+        // Requests for random hashes must not grow it without end.
+        if remembered.len() >= MAX_REMEMBERED {
+            remembered.retain(|_, (when, miss)| when.elapsed() < self.memory_of(miss));
+            if remembered.len() >= MAX_REMEMBERED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(key.to_owned(), (Instant::now(), miss.clone()));
     }
 
     /// Resolves a hash, joining a resolution already under way.
@@ -199,20 +245,20 @@ impl Server {
             let mut inflight = self.inflight.lock().expect("no thread panics holding it");
             match inflight.get(&key) {
                 Some(receiver) => receiver.clone(),
+                None if inflight.len() >= MAX_PENDING => return Err(Miss::Busy),
                 None => {
                     let (sender, receiver) = watch::channel(None);
                     inflight.insert(key.clone(), receiver.clone());
-                    let (server, hash) = (self.clone(), hash.clone());
+                    let done = Done { server: self.clone(), key: key.clone() };
+                    let hash = hash.clone();
                     // A task of its own: it finishes (and fills the cache) even if every request
                     // waiting for it has given up.
                     tokio::spawn(async move {
-                        let resolution = server.fetch(&hash).await;
-                        if let Err(Miss::NotFound(why)) = &resolution {
-                            let mut missing = server.missing.lock().expect("no thread panics holding it");
-                            missing.insert(key.clone(), (Instant::now(), why.clone()));
+                        let resolution = done.server.fetch(&hash).await;
+                        if let Err(miss @ (Miss::NotFound(_) | Miss::Failed(_))) = &resolution {
+                            done.server.remember(&done.key, miss);
                         }
                         let _ = sender.send(Some(resolution));
-                        server.inflight.lock().expect("no thread panics holding it").remove(&key);
                     });
                     receiver
                 }
@@ -290,7 +336,9 @@ async fn mirror(
 /// The response to a mirror request, and a note for the access log.
 async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response, String) {
     if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED.into_response(), "only GET and HEAD".into());
+        let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return (response, "only GET and HEAD".into());
     }
     let hash = match path::requested_hash(path) {
         Ok(hash) => hash,
@@ -303,11 +351,11 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
     }
     Metrics::add(&server.metrics.misses, 1);
     let key = hash.to_sri();
-    if let Some(why) = server.recently_missing(&key) {
-        Metrics::add(&server.metrics.not_found, 1);
-        return (not_found(why), "missing (remembered)".into());
-    }
-    match server.resolve(&hash).await {
+    let resolution = match server.remembered_miss(&key) {
+        Some(miss) => Err(miss),
+        None => server.resolve(&hash).await,
+    };
+    match resolution {
         // The scratch file may go once this request has it open: the open file stays readable.
         Ok(resolved) => (send_file(server, method, &resolved.path).await, format!("resolved from {}", resolved.origin)),
         Err(Miss::NotFound(why)) => {
@@ -319,19 +367,26 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
             let why = format!("{key} is still being looked for; try again later");
             (not_found(why), "timed out".into())
         }
+        Err(Miss::Busy) => {
+            Metrics::add(&server.metrics.failures, 1);
+            let why = "too many sources are being looked for; try again later".to_owned();
+            (error_response(StatusCode::SERVICE_UNAVAILABLE, &why), "busy".into())
+        }
         Err(Miss::Failed(why)) => {
             Metrics::add(&server.metrics.failures, 1);
-            let mut response = (StatusCode::BAD_GATEWAY, format!("{why}\n")).into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            (response, format!("failed: {why}"))
+            (error_response(StatusCode::BAD_GATEWAY, &why), format!("failed: {why}"))
         }
     }
 }
 
-fn not_found(why: String) -> Response {
-    let mut response = (StatusCode::NOT_FOUND, format!("{why}\n")).into_response();
+fn error_response(status: StatusCode, why: &str) -> Response {
+    let mut response = (status, format!("{why}\n")).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+fn not_found(why: String) -> Response {
+    error_response(StatusCode::NOT_FOUND, &why)
 }
 
 /// Streams a verified file from its path (or only its headers, for `HEAD`).

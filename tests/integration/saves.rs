@@ -162,10 +162,20 @@ fn a_save_request_interrupted_by_kill_is_settled_not_sent_again() {
         })
         .expect(1)
         .create();
+    // The archive's list for the origin: an old request of someone else's, and ours.
+    let dated = |id: u64, date: &str| {
+        let mut answer: serde_json::Value = serde_json::from_str(&request(id, "accepted", "scheduled")).unwrap();
+        answer["save_request_date"] = date.into();
+        answer
+    };
+    let now = crate::reference_tools::line(
+        crate::reference_tools::tool("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.000000+00:00"]),
+    );
+    let listed = serde_json::json!([dated(5, "2020-01-02T03:04:05.000000+00:00"), dated(77, &now)]);
     let list = server
         .mock("GET", "/api/1/origin/save/")
         .match_query(Matcher::UrlEncoded("origin_url".into(), origin.into()))
-        .with_body(format!("[{}]", request(77, "accepted", "scheduled")))
+        .with_body(listed.to_string())
         .expect(1)
         .create();
 

@@ -216,6 +216,9 @@ fn wrong_bytes_from_the_archive_are_never_served_and_a_slow_archive_gets_a_404()
     assert_eq!(code, 502, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("it hashes to"), "{}", String::from_utf8_lossy(&body));
     assert!(!tmp.path().join(format!("data/cache/sha256/{hex}")).exists(), "wrong bytes were cached");
+    // Nix retries a 5xx: the retry is answered from memory, not by a new search.
+    assert_eq!(served.get(&format!("sha256/{hex}")).0, 502);
+    assert_eq!(served.metric("resolutions_total"), 1.0);
 
     let started = std::time::Instant::now();
     let (code, _) = served.get(&format!("sha256/{slow}"));
