@@ -15,6 +15,7 @@ command -v git >/dev/null || need_apt+=(git)
 command -v zip >/dev/null || need_apt+=(zip)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v zstd >/dev/null || need_apt+=(zstd)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"
   as_root apt-get update -qq

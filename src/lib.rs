@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod archive;
+pub mod audit;
 pub mod config;
 pub mod fallback;
 pub mod hashing;

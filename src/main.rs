@@ -48,6 +48,9 @@ enum Command {
     /// and tree SWHIDs into the recipe store (--recipes DIR). Resumable: the state is kept in
     /// SQLite, and a rerun skips what is done. `load status` follows the save requests.
     Load(Box<LoadArgs>),
+    /// Report how much of a sources.json Software Heritage has, and how much `fetch` can give
+    /// back bit for bit (and why not), in few API requests: JSON, Markdown or HTML.
+    Audit(AuditArgs),
     /// Run a hashed mirror for Nix and Guix builds: every flat-hashed download whose upstream is
     /// gone is answered from Software Heritage, verified (`hashed-mirrors = http://ADDR/` in
     /// nix.conf).
@@ -147,6 +150,8 @@ struct Archive {
     fetcher: swh_bridge::fallback::Fetcher,
     hashed_mirrors: Vec<String>,
     data_dir: PathBuf,
+    /// The recipe store the fetcher reads, if any.
+    recipes: Option<swh_bridge::recipes::store::RecipeStore>,
 }
 
 impl ArchiveArgs {
@@ -169,13 +174,18 @@ impl ArchiveArgs {
         let fetcher =
             if self.no_cache { fetcher } else { fetcher.with_cache(swh_bridge::fallback::Cache::new(&data_dir)) };
         let default_store = Some(data_dir.join("recipes")).filter(|store| store.is_dir());
-        let fetcher = match self.recipes.or(config.recipes).or(default_store.map(|s| s.display().to_string())) {
-            Some(location) => fetcher.with_recipes(swh_bridge::recipes::store::RecipeStore::new(&location)),
+        let recipes = self
+            .recipes
+            .or(config.recipes)
+            .or(default_store.map(|s| s.display().to_string()))
+            .map(|location| swh_bridge::recipes::store::RecipeStore::new(&location));
+        let fetcher = match &recipes {
+            Some(store) => fetcher.with_recipes(store.clone()),
             None => fetcher,
         };
         let mut hashed_mirrors = self.hashed_mirrors;
         hashed_mirrors.extend(config.hashed_mirrors);
-        Ok(Archive { fetcher, hashed_mirrors, data_dir })
+        Ok(Archive { fetcher, hashed_mirrors, data_dir, recipes })
     }
 }
 
@@ -236,6 +246,39 @@ enum LoadCommand {
 /// The NixOS project's copies of sources: a hashed mirror and a binary cache.
 const NIXOS_HASHED_MIRROR: &str = "https://tarballs.nixos.org/";
 const NIXOS_BINARY_CACHE: &str = "https://cache.nixos.org/";
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The sources.json to audit.
+    sources: PathBuf,
+    #[arg(long, value_enum, default_value_t = AuditFormat::Json)]
+    format: AuditFormat,
+    /// Where to write the report [default: standard output].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Fetch this many recoverable sources, picked at random, to check the audit's word.
+    #[arg(long, default_value_t = 0)]
+    verify_sample: usize,
+    /// The random pick's seed [default: the time].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Seconds a cached verdict other than "recoverable" is trusted (recoverable ones always are).
+    #[arg(long, default_value_t = 86_400)]
+    max_age: i64,
+    /// The state database holding cached verdicts and earlier audits [default: state.sqlite in
+    /// the data directory].
+    #[arg(long)]
+    state: Option<PathBuf>,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditFormat {
+    Json,
+    Md,
+    Html,
+}
 
 #[derive(clap::Args)]
 struct ServeArgs {
@@ -534,6 +577,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(args) => load(*args),
         Command::Publish(args) => publish(args),
         Command::Serve(args) => serve(args),
+        Command::Audit(args) => audit(args),
         Command::Recipe(command) => recipe(command),
         Command::Sources(command) => sources(command),
         Command::Nar(NarCommand::Dump { path }) => {
@@ -971,6 +1015,75 @@ fn load(args: LoadArgs) -> Result<ExitCode> {
         );
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn audit(args: AuditArgs) -> Result<ExitCode> {
+    use swh_bridge::audit::report::{AuditReport, Change};
+    use swh_bridge::audit::{Auditor, Summary, Verdict, verify_sample};
+    use swh_bridge::loader::state::State;
+
+    let read = read_sources(&args.sources)?;
+    let archive = args.archive.resolve()?;
+    let state = State::open(&args.state.clone().unwrap_or_else(|| archive.data_dir.join("state.sqlite")))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = archive.fetcher.archive();
+    let before = client.requests();
+    let auditor = Auditor { archive: client, store: archive.recipes.as_ref(), state: &state, max_age: args.max_age };
+    let sources = &read.file.sources;
+    let audited = runtime.block_on(auditor.audit(sources, now as i64))?;
+    let archive_requests = client.requests() - before;
+    let verified = match args.verify_sample {
+        0 => Vec::new(),
+        n => runtime.block_on(verify_sample(&archive.fetcher, sources, &audited, n, args.seed.unwrap_or(now))),
+    };
+    let summary = Summary::of(&audited);
+    let file = args.sources.display().to_string();
+    let counts = serde_json::to_string(&summary.by_status)?;
+    let previous = state.record_audit(&file, read.file.revision.as_deref(), &counts, now as i64)?;
+    let change = previous.and_then(|(counts, revision)| {
+        let counts: std::collections::BTreeMap<String, usize> = serde_json::from_str(&counts).ok()?;
+        Some(Change::between(&counts, &summary.by_status, revision))
+    });
+    let report = AuditReport {
+        file,
+        revision: read.file.revision.clone(),
+        generated_at: now as i64,
+        archive_requests,
+        summary,
+        change,
+        verified,
+        sources: audited,
+    };
+    let rendered = match args.format {
+        AuditFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        AuditFormat::Md => report.markdown(),
+        AuditFormat::Html => report.html(),
+    };
+    match &args.output {
+        Some(path) => write_atomically(path, |out| Ok(out.write_all(rendered.as_bytes())?))?,
+        None => io::stdout().lock().write_all(rendered.as_bytes())?,
+    }
+    eprintln!(
+        "{} sources: {}; {} archive requests ({} verdicts from the cache)",
+        report.summary.sources,
+        show_counts(&report.summary.by_status),
+        report.archive_requests,
+        report.summary.cached
+    );
+    let failed_checks = report.verified.iter().filter(|v| !v.ok).count();
+    if !report.verified.is_empty() {
+        eprintln!(
+            "checked by fetching: {} of {} sampled sources came back",
+            report.verified.len() - failed_checks,
+            report.verified.len()
+        );
+    }
+    // Sources the archive could not be asked about (a rate limit, an error) leave it unfinished.
+    let unasked = report.sources.iter().any(|a| {
+        matches!(&a.verdict, Verdict::CannotTell { why } if !why.starts_with("no hash") && !why.starts_with("unreadable hash") && !why.starts_with("unknown hash mode"))
+    });
+    Ok(if failed_checks > 0 || unasked { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {

@@ -52,8 +52,7 @@ impl VcsSource {
         };
         let Some(url) = url.as_deref().filter(|u| !u.is_empty()) else { return Some(Err("no VCS URL")) };
         let revision = revision.unwrap_or_default();
-        let is_commit = revision.len() == 40 && revision.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let swhid = (visit_type == "git" && is_commit).then(|| format!("swh:1:rev:{revision}"));
+        let swhid = source.git_commit().map(|commit| format!("swh:1:rev:{commit}"));
         Some(Ok(VcsSource { origin: Origin { visit_type: visit_type.into(), url: url.into() }, revision, swhid }))
     }
 }

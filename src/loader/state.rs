@@ -127,6 +127,18 @@ const SCHEMA: &str = "
         updated TEXT NOT NULL DEFAULT (datetime('now'))
     );
     CREATE INDEX IF NOT EXISTS saves_by_origin ON saves (visit_type, origin);
+    CREATE TABLE IF NOT EXISTS audit_verdicts (
+        key TEXT PRIMARY KEY,
+        verdict TEXT NOT NULL,
+        checked_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS audits (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        file TEXT NOT NULL,
+        revision TEXT,
+        finished_at INTEGER NOT NULL,
+        counts TEXT NOT NULL
+    );
 ";
 
 impl State {
@@ -347,6 +359,60 @@ impl State {
             .optional()
             .map(|found| found.is_some())
             .map_err(|e| self.error(e))
+    }
+}
+
+/// The audit's memory: verdicts by source key, and each audit's counts.
+impl State {
+    /// A cached verdict (JSON) and when it was reached (unix seconds).
+    pub fn verdict(&self, key: &str) -> Result<Option<(String, i64)>, StateError> {
+        self.db
+            .query_row("SELECT verdict, checked_at FROM audit_verdicts WHERE key = ?1", params![key], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Keeps verdicts (key, JSON), reached at `now`, in one transaction.
+    pub fn keep_verdicts(&self, verdicts: &[(String, String)], now: i64) -> Result<(), StateError> {
+        let tx = self.db.unchecked_transaction().map_err(|e| self.error(e))?;
+        for (key, verdict) in verdicts {
+            tx.execute(
+                "INSERT INTO audit_verdicts (key, verdict, checked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET verdict = ?2, checked_at = ?3",
+                params![key, verdict, now],
+            )
+            .map_err(|e| self.error(e))?;
+        }
+        tx.commit().map_err(|e| self.error(e))
+    }
+
+    /// Records an audit's counts (JSON) and returns the previous audit's: of the same file if
+    /// there is one, else the latest of any.
+    pub fn record_audit(
+        &self,
+        file: &str,
+        revision: Option<&str>,
+        counts: &str,
+        now: i64,
+    ) -> Result<Option<(String, Option<String>)>, StateError> {
+        let previous = self
+            .db
+            .query_row(
+                "SELECT counts, revision FROM audits ORDER BY (file = ?1) DESC, id DESC LIMIT 1",
+                params![file],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        self.db
+            .execute(
+                "INSERT INTO audits (file, revision, finished_at, counts) VALUES (?1, ?2, ?3, ?4)",
+                params![file, revision, now, counts],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(previous)
     }
 }
 

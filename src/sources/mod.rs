@@ -122,6 +122,14 @@ impl Source {
         }
     }
 
+    /// The commit a git source is pinned to, if its ref is a full commit id (40 lowercase hex;
+    /// refs such as `refs/tags/v1` name no commit by themselves).
+    pub fn git_commit(&self) -> Option<&str> {
+        let reference = self.git_ref.as_deref().filter(|_| self.kind == SourceType::Git)?;
+        let is_commit = reference.len() == 40 && reference.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        is_commit.then_some(reference)
+    }
+
     /// What identifies a source across revisions: its store path where known (Nixpkgs), else its
     /// hash, else its VCS origin and revision.
     pub fn identity(&self) -> String {

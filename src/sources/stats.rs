@@ -50,6 +50,33 @@ const FILE_TYPES: &[(&str, &str)] = &[
     (".bz2", "compressed file"),
 ];
 
+/// What a url source's first URL says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlFacets {
+    /// `invalid` for a URL that does not parse.
+    pub scheme: String,
+    pub host: String,
+    /// `archive`, `crate`, `wheel`, `patch`, …, `other` (see `FILE_TYPES`).
+    pub file_type: &'static str,
+}
+
+impl UrlFacets {
+    /// The facets of a url source's first URL; `None` for VCS sources and sources without URLs.
+    pub fn of(source: &Source) -> Option<UrlFacets> {
+        if source.kind != SourceType::Url {
+            return None;
+        }
+        let first = source.primary_url()?;
+        let (scheme, host, path) = match url::Url::parse(first) {
+            Ok(url) => (url.scheme().to_owned(), url.host_str().unwrap_or("").to_owned(), url.path().to_owned()),
+            Err(_) => ("invalid".to_owned(), String::new(), first.to_owned()),
+        };
+        let lower = path.to_ascii_lowercase();
+        let file_type = FILE_TYPES.iter().find(|(ending, _)| lower.ends_with(ending)).map_or("other", |(_, t)| t);
+        Some(UrlFacets { scheme, host, file_type })
+    }
+}
+
 pub fn stats(read: &ReadSources) -> Stats {
     stats_of(&read.file.sources, read.without_origin.len())
 }
@@ -69,19 +96,10 @@ pub fn stats_of(sources: &[Source], without_origin: usize) -> Stats {
             .or_else(|| source.output_hash_algo.clone())
             .unwrap_or_else(|| "none".into());
         *stats.by_hash_algo.entry(algo).or_default() += 1;
-        if source.kind != SourceType::Url {
-            continue;
-        }
-        let Some(first) = source.primary_url() else { continue };
-        let (scheme, host, path) = match url::Url::parse(first) {
-            Ok(url) => (url.scheme().to_owned(), url.host_str().unwrap_or("").to_owned(), url.path().to_owned()),
-            Err(_) => ("invalid".to_owned(), String::new(), first.to_owned()),
-        };
-        *stats.by_scheme.entry(scheme).or_default() += 1;
-        *hosts.entry(host).or_default() += 1;
-        let lower = path.to_ascii_lowercase();
-        let file_type = FILE_TYPES.iter().find(|(ending, _)| lower.ends_with(ending)).map_or("other", |(_, t)| t);
-        *stats.by_file_type.entry(file_type.to_owned()).or_default() += 1;
+        let Some(facets) = UrlFacets::of(source) else { continue };
+        *stats.by_scheme.entry(facets.scheme).or_default() += 1;
+        *hosts.entry(facets.host).or_default() += 1;
+        *stats.by_file_type.entry(facets.file_type.to_owned()).or_default() += 1;
     }
     stats.hosts = hosts.len();
     let mut ranked: Vec<(String, usize)> = hosts.into_iter().collect();

@@ -4,6 +4,7 @@
 
 mod archive_client;
 mod archive_end_to_end;
+mod audit;
 mod cli;
 mod daily;
 mod golden_hashing;
