@@ -1029,9 +1029,24 @@ fn audit(args: AuditArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let client = archive.fetcher.archive();
     let before = client.requests();
-    let auditor = Auditor { archive: client, store: archive.recipes.as_ref(), state: &state, max_age: args.max_age };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} looking sources up one by one: {pos}/{len} {elapsed}")
+            .expect("a valid template"),
+    );
+    let progress = |done: usize, of: usize| {
+        bar.set_length(of as u64);
+        bar.set_position(done as u64);
+    };
+    let auditor = Auditor {
+        archive: client,
+        store: archive.recipes.as_ref(),
+        state: &state,
+        max_age: args.max_age,
+        progress: &progress,
+    };
     let sources = &read.file.sources;
     let audited = runtime.block_on(auditor.audit(sources, now as i64))?;
+    bar.finish_and_clear();
     let archive_requests = client.requests() - before;
     let verified = match args.verify_sample {
         0 => Vec::new(),

@@ -122,6 +122,8 @@ pub struct Auditor<'a> {
     pub state: &'a State,
     /// How long a verdict other than recoverable is trusted, in seconds.
     pub max_age: i64,
+    /// Told (done, of) as sources are looked up one by one, the slow part.
+    pub progress: &'a dyn Fn(usize, usize),
 }
 
 /// What one source asks of the archive.
@@ -217,7 +219,9 @@ impl Auditor<'_> {
         }
 
         // Step 3: one by one, what nothing else could answer.
-        for index in still_open {
+        let lookups = still_open.len();
+        for (done, index) in still_open.into_iter().enumerate() {
+            (self.progress)(done, lookups);
             let question = &questions[&index];
             let verdict = match &stopped {
                 Some(why) => Verdict::CannotTell { why: why.clone() },

@@ -184,9 +184,11 @@ fn audit_asks_in_bulk_honours_its_cache_and_stops_at_a_rate_limit() {
         .iter()
         .enumerate()
         .map(|(i, commit)| {
-            let hex = format!("{:064x}", i + 1);
+            // Input, not an expected value: 2,500 `nix hash to-sri` would take a minute.
+            let digest = data_encoding::HEXLOWER.decode(format!("{:064x}", i + 1).as_bytes()).unwrap();
+            let integrity = format!("sha256-{}", data_encoding::BASE64.encode(&digest));
             serde_json::json!({"type": "git", "git_url": format!("https://git.example.org/{}.git", i % 7),
-                               "git_ref": commit, "outputHashMode": "recursive", "integrity": sri(&hex)})
+                               "git_ref": commit, "outputHashMode": "recursive", "integrity": integrity})
         })
         .collect();
     let sources_json = tmp.path().join("sources.json");
@@ -238,4 +240,46 @@ fn audit_asks_in_bulk_honours_its_cache_and_stops_at_a_rate_limit() {
     assert_eq!(limited["summary"]["by_status"]["cannot_tell"], 5);
     let why = limited["summary"]["by_detail"]["cannot_tell"].as_object().unwrap().keys().next().unwrap().clone();
     assert!(why.contains("rate-limits"), "{why}");
+}
+
+#[test]
+fn with_a_populated_bridge_index_a_thousand_sources_take_one_request() {
+    let tmp = temp_dir();
+    let mut server = mockito::Server::new();
+    let api = format!("{}/api/1/", server.url());
+    // 1,000 plain files, each with the bridge entry `load` would have written for it.
+    let store = tmp.path().join("recipes");
+    fs::create_dir_all(store.join("bridge/sha256")).unwrap();
+    let mut sources = Vec::new();
+    for i in 0..1000 {
+        let bytes = format!("plain file {i}\n").into_bytes();
+        let hex = sha256_hex(&bytes);
+        // Input, not an expected value: a thousand `nix hash to-sri` would take half a minute.
+        let integrity = {
+            use sha2::Digest;
+            format!("sha256-{}", data_encoding::BASE64.encode(&sha2::Sha256::digest(&bytes)))
+        };
+        let entry = serde_json::json!({"size": bytes.len(), "flat": {"sha256": hex}, "tree": format!("swh:1:cnt:{:040x}", i + 1)});
+        fs::write(store.join("bridge/sha256").join(&hex), entry.to_string()).unwrap();
+        sources.push(serde_json::json!({"type": "url", "urls": [format!("https://example.org/{i}.patch")],
+                                        "integrity": integrity, "outputHashMode": "flat"}));
+    }
+    let sources_json = tmp.path().join("sources.json");
+    fs::write(&sources_json, serde_json::json!({"version": 1, "sources": sources}).to_string()).unwrap();
+    let known = server
+        .mock("POST", "/api/1/known/")
+        .with_body_from_request(|req| {
+            let swhids: Vec<String> = serde_json::from_slice(req.body().unwrap()).unwrap();
+            let answer: serde_json::Map<_, _> =
+                swhids.into_iter().map(|s| (s, serde_json::json!({"known": true}))).collect();
+            serde_json::to_vec(&answer).unwrap()
+        })
+        .expect(1)
+        .create();
+    let args = ["--no-cache", "--archive", api.as_str(), "--recipes", store.to_str().unwrap()];
+    let (ok, report) = audit(&sources_json, &tmp.path().join("state.sqlite"), &args);
+    assert!(ok);
+    assert_eq!(report["archive_requests"], 1);
+    assert_eq!(report["summary"]["by_detail"]["recoverable"]["bridge_index"], 1000);
+    known.assert();
 }
