@@ -109,7 +109,7 @@ enum RecipeCommand {
 }
 
 /// Where fetched sources come from, and where fetching keeps its cache.
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 struct ArchiveArgs {
     /// The archive's API root [default: the configuration file's, else the public archive].
     #[arg(long, env = "SWH_BRIDGE_ARCHIVE")]
@@ -1023,6 +1023,8 @@ fn audit(args: AuditArgs) -> Result<ExitCode> {
     use swh_bridge::loader::state::State;
 
     let read = read_sources(&args.sources)?;
+    // The sample is fetched from the archive itself, not from what the cache kept.
+    let verifier = ArchiveArgs { no_cache: true, ..args.archive.clone() }.resolve()?;
     let archive = args.archive.resolve()?;
     let state = State::open(&args.state.clone().unwrap_or_else(|| archive.data_dir.join("state.sqlite")))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
@@ -1050,12 +1052,23 @@ fn audit(args: AuditArgs) -> Result<ExitCode> {
     let archive_requests = client.requests() - before;
     let verified = match args.verify_sample {
         0 => Vec::new(),
-        n => runtime.block_on(verify_sample(&archive.fetcher, sources, &audited, n, args.seed.unwrap_or(now))),
+        n => runtime.block_on(verify_sample(&verifier.fetcher, sources, &audited, n, args.seed.unwrap_or(now))),
     };
+    let verification_requests = verifier.fetcher.archive().requests();
     let summary = Summary::of(&audited);
-    let file = args.sources.display().to_string();
+    // Sources the archive could not be asked about (a rate limit, an error) leave it unfinished.
+    let unasked = audited.iter().any(|a| {
+        matches!(&a.verdict, Verdict::CannotTell { why } if !why.starts_with("no hash")
+            && !why.starts_with("unreadable hash") && !why.starts_with("unknown hash mode")
+            && !why.starts_with("a VCS source"))
+    });
+    let file = std::fs::canonicalize(&args.sources).unwrap_or_else(|_| args.sources.clone()).display().to_string();
     let counts = serde_json::to_string(&summary.by_status)?;
-    let previous = state.record_audit(&file, read.file.revision.as_deref(), &counts, now as i64)?;
+    // An unfinished audit is no baseline for the next one's "change".
+    let previous = match unasked {
+        false => state.record_audit(&file, read.file.revision.as_deref(), &counts, now as i64)?,
+        true => None,
+    };
     let change = previous.and_then(|(counts, revision)| {
         let counts: std::collections::BTreeMap<String, usize> = serde_json::from_str(&counts).ok()?;
         Some(Change::between(&counts, &summary.by_status, revision))
@@ -1065,6 +1078,7 @@ fn audit(args: AuditArgs) -> Result<ExitCode> {
         revision: read.file.revision.clone(),
         generated_at: now as i64,
         archive_requests,
+        verification_requests,
         summary,
         change,
         verified,

@@ -8,9 +8,14 @@
 //! 2. SWHIDs known in advance go to `/known/`, 1,000 per request: a git commit
 //!    (`swh:1:rev:`), and what the bridge index names (the extraction root of an archive with a
 //!    recipe, a plain file's content, an unpacked tree);
-//! 3. only what is still open is looked up one by one: content by sha1/sha256, then the
-//!    `checksum-<algo>` ExtID for a flat hash (or the other way round for archives, which SWH
-//!    keeps unpacked), the `nar-<algo>` ExtID for a NAR hash.
+//! 3. only what is still open is looked up one by one, in the fetcher's order: content by
+//!    sha1/sha256, then the `checksum-<algo>` ExtID for a flat hash (and the tree a recipe names,
+//!    when no ExtID does), the `nar-<algo>` ExtID for a NAR hash.
+//!
+//! Verdicts are kept per recipe store (they depend on it). A git commit counts only for a tree
+//! taken as committed (no submodules, sparse checkout or postFetch): fetch checks the tree's NAR
+//! hash. `/known/` does not tell a content the archive skipped (over 100 MiB) from one it has,
+//! so a bridge-index content of that size would be reported recoverable.
 //!
 //! The verdicts follow what [`crate::fallback::Fetcher`] does with the same store, and
 //! `--verify-sample` checks that on real fetches.
@@ -25,6 +30,7 @@ use crate::archive::{ApiError, ArchiveClient};
 use crate::fallback::error_chain;
 use crate::hashing::Hash;
 use crate::loader::state::{State, StateError};
+use crate::recipes::is_directory_swhid;
 use crate::recipes::store::RecipeStore;
 use crate::sources::stats::UrlFacets;
 use crate::sources::{Source, SourceType};
@@ -131,34 +137,36 @@ pub struct Auditor<'a> {
 struct Question {
     hash: Hash,
     recursive: bool,
-    /// `swh:1:rev:<commit>` for a git source at a commit.
+    /// `swh:1:rev:<commit>` for a git source whose tree is the commit's own.
     commit: Option<String>,
-    /// Archives are looked up by ExtID first (SWH keeps them unpacked).
-    archive_name: bool,
 }
 
 impl Question {
     fn of(source: &Source) -> Result<Question, String> {
         let integrity = source.integrity.as_deref().ok_or("no hash")?;
         let hash = Hash::parse(integrity, None).map_err(|e| format!("unreadable hash: {e}"))?;
+        let vcs = source.kind != SourceType::Url;
         let recursive = match source.output_hash_mode.as_deref() {
             Some("recursive") => true,
-            Some("flat") | None => source.kind != SourceType::Url,
+            Some("flat") if vcs => return Err("a VCS source with a flat hash".into()),
+            None => vcs,
+            Some("flat") => false,
             Some(other) => return Err(format!("unknown hash mode {other:?}")),
         };
-        let commit = source.git_commit().map(|commit| format!("swh:1:rev:{commit}"));
-        let archive_name =
-            UrlFacets::of(source).is_some_and(|f| matches!(f.file_type, "archive" | "crate" | "jar" | "wheel"));
-        Ok(Question { hash, recursive, commit, archive_name })
+        // The commit's tree is the source only when nothing was added to or taken from it, as
+        // fetch checks by NAR-hashing it.
+        let as_committed =
+            source.submodule != Some(true) && source.sparse_checkout.is_none() && source.post_fetch.is_none();
+        let commit = source.git_commit().filter(|_| as_committed).map(|commit| format!("swh:1:rev:{commit}"));
+        Ok(Question { hash, recursive, commit })
     }
 
-    /// The cache key: the hash and mode, and the commit a git tree may come from.
-    fn key(&self) -> String {
+    /// The cache key: the recipe store the verdict was reached with, the hash and mode, and the
+    /// commit a git tree may come from.
+    fn key(&self, store: &str) -> String {
         let mode = if self.recursive { "nar" } else { "flat" };
-        match &self.commit {
-            Some(commit) => format!("{mode}:{}:{commit}", self.hash.to_sri()),
-            None => format!("{mode}:{}", self.hash.to_sri()),
-        }
+        let commit = self.commit.as_deref().unwrap_or("-");
+        format!("{store}|{mode}:{}|{commit}", self.hash.to_sri())
     }
 }
 
@@ -211,7 +219,7 @@ impl Auditor<'_> {
             match confirmed {
                 Some(candidate) => {
                     let verdict = Verdict::Recoverable { how: candidate.how, swhid: Some(candidate.swhid.clone()) };
-                    fresh.push((questions[&index].key(), verdict.clone()));
+                    fresh.push((questions[&index].key(&self.store_id()), verdict.clone()));
                     verdicts[index] = Some((verdict, false));
                 }
                 None => still_open.push(index),
@@ -227,7 +235,7 @@ impl Auditor<'_> {
                 Some(why) => Verdict::CannotTell { why: why.clone() },
                 None => match self.look_up(question).await {
                     Ok(verdict) => {
-                        fresh.push((question.key(), verdict.clone()));
+                        fresh.push((question.key(&self.store_id()), verdict.clone()));
                         verdict
                     }
                     // The archive said "not now" or is out of reach (after the client's retries):
@@ -275,41 +283,47 @@ impl Auditor<'_> {
     }
 
     fn cached(&self, question: &Question, now: i64) -> Result<Option<Verdict>, AuditError> {
-        let Some((json, checked_at)) = self.state.verdict(&question.key())? else { return Ok(None) };
+        let Some((json, checked_at)) = self.state.verdict(&question.key(&self.store_id()))? else { return Ok(None) };
         let Ok(verdict) = serde_json::from_str::<Verdict>(&json) else { return Ok(None) };
         let fresh = matches!(verdict, Verdict::Recoverable { .. }) || now - checked_at < self.max_age;
         Ok(fresh.then_some(verdict))
     }
 
-    /// The SWHIDs that would make the source recoverable, from its commit and the bridge index.
+    /// Which recipe store verdicts were reached with (they depend on it).
+    fn store_id(&self) -> String {
+        self.store.map_or_else(|| "no store".to_owned(), RecipeStore::location)
+    }
+
+    /// The SWHIDs that would make the source recoverable, from its commit and the bridge index,
+    /// by the fetcher's rules: a git source at a commit comes from the commit or not at all; a
+    /// NAR hash (sha256) from the directory its entry names; a flat hash from a content its
+    /// entry names, or from the directory an archive's recipe rebuilds from.
     async fn candidates(&self, question: &Question) -> Vec<Candidate> {
-        let mut candidates = Vec::new();
         if let Some(commit) = &question.commit {
-            candidates.push(Candidate { swhid: commit.clone(), how: How::GitRevision });
+            return vec![Candidate { swhid: commit.clone(), how: How::GitRevision }];
         }
-        let Some(store) = self.store else { return candidates };
+        let Some(store) = self.store else { return Vec::new() };
         let hash = &question.hash;
         let key = match question.recursive {
-            true => format!("nar-{}/{}", hash.algo().name(), hash.to_hex()),
+            true if hash.algo() == crate::hashing::HashAlgo::Sha256 => format!("nar-sha256/{}", hash.to_hex()),
+            true => return Vec::new(),
             false => format!("{}/{}", hash.algo().name(), hash.to_hex()),
         };
         // An unreadable entry is as good as none: the lookups below still run.
-        let Ok(Some(entry)) = store.bridge(&key).await else { return candidates };
-        let (swhid, how) = match (question.recursive, &entry.unpacked) {
-            (true, Some(unpacked)) => (unpacked.swhid.clone(), How::BridgeIndex),
-            (true, None) => return candidates,
-            // An archive's entry is written with its recipe.
-            (false, Some(_)) => (entry.tree.clone(), How::RecipeAndDirectory),
-            (false, None) => (entry.tree.clone(), How::BridgeIndex),
+        let Ok(Some(entry)) = store.bridge(&key).await else { return Vec::new() };
+        let (swhid, how) = match (question.recursive, entry.unpacked) {
+            (true, Some(unpacked)) if is_directory_swhid(&unpacked.swhid) => (unpacked.swhid, How::BridgeIndex),
+            (false, Some(_)) if is_directory_swhid(&entry.tree) && self.has_recipe(hash).await => {
+                (entry.tree, How::RecipeAndDirectory)
+            }
+            (false, None) if is_content_swhid(&entry.tree) => (entry.tree, How::BridgeIndex),
+            _ => return Vec::new(),
         };
-        // Untrusted: only a well-formed SWHID goes to the archive.
-        if swhid.parse::<crate::hashing::Swhid>().is_ok() {
-            candidates.push(Candidate { swhid, how });
-        }
-        candidates
+        vec![Candidate { swhid, how }]
     }
 
-    /// Looks a source up one request at a time (step 3 of the module docs).
+    /// Looks a source up one request at a time, in the fetcher's order (step 3 of the module
+    /// docs).
     async fn look_up(&self, question: &Question) -> Result<Verdict, ApiError> {
         let hash = &question.hash;
         let algo = hash.algo().name();
@@ -320,26 +334,37 @@ impl Auditor<'_> {
                 Err(err) => Err(err),
             };
         }
-        let by_content = matches!(algo, "sha1" | "sha256");
-        if by_content && !question.archive_name {
+        if matches!(algo, "sha1" | "sha256") {
             if let Some(verdict) = self.content(algo, &hash.to_hex()).await? {
                 return Ok(verdict);
             }
         }
+        let recipe = match self.store {
+            Some(store) => store.get(hash).await.ok().flatten(),
+            None => None,
+        };
         match self.archive.extid(&format!("checksum-{algo}"), hash.digest()).await {
             Ok(extid) if extid.target.starts_with("swh:1:cnt:") => {
                 Ok(Verdict::Recoverable { how: How::RawContent, swhid: Some(extid.target) })
             }
-            Ok(extid) => Ok(match self.has_recipe(hash).await {
-                true => Verdict::Recoverable { how: How::RecipeAndDirectory, swhid: Some(extid.target) },
-                false => {
+            Ok(extid) => Ok(match recipe {
+                Some(_) => Verdict::Recoverable { how: How::RecipeAndDirectory, swhid: Some(extid.target) },
+                None => {
                     Verdict::ArchivedNotRecoverable { why: TARBALL_WITHOUT_RECIPE.into(), swhid: Some(extid.target) }
                 }
             }),
-            Err(ApiError::NotFound { .. }) if by_content && question.archive_name => {
-                Ok(self.content(algo, &hash.to_hex()).await?.unwrap_or(Verdict::NotArchived))
-            }
-            Err(ApiError::NotFound { .. }) => Ok(Verdict::NotArchived),
+            // No ExtID, but a recipe: the fetcher rebuilds from the tree the recipe names, if
+            // the archive has it.
+            Err(ApiError::NotFound { .. }) => match recipe {
+                Some(recipe) if is_directory_swhid(&recipe.tree) => {
+                    let known = self.archive.known(std::slice::from_ref(&recipe.tree)).await?;
+                    Ok(match known.get(&recipe.tree).copied().unwrap_or(false) {
+                        true => Verdict::Recoverable { how: How::RecipeAndDirectory, swhid: Some(recipe.tree) },
+                        false => Verdict::NotArchived,
+                    })
+                }
+                _ => Ok(Verdict::NotArchived),
+            },
             Err(err) => Err(err),
         }
     }
@@ -358,6 +383,8 @@ impl Auditor<'_> {
         }
     }
 
+    /// Whether the store has the recipe (a bridge entry is written with it, but an HTTP store
+    /// may be mirrored in part).
     async fn has_recipe(&self, hash: &Hash) -> bool {
         match self.store {
             Some(store) => matches!(store.get(hash).await, Ok(Some(_))),
@@ -411,6 +438,12 @@ pub async fn verify_sample(
         checks.push(report::Verification { index: audited.index, integrity: question.hash.to_sri(), ok, detail });
     }
     checks
+}
+
+fn is_content_swhid(swhid: &str) -> bool {
+    swhid
+        .strip_prefix("swh:1:cnt:")
+        .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn vcs_host(source: &Source) -> String {

@@ -35,6 +35,8 @@ pub struct AuditReport {
     pub generated_at: i64,
     /// API requests this audit sent.
     pub archive_requests: u64,
+    /// And the sample's fetches.
+    pub verification_requests: u64,
     pub summary: Summary,
     /// Change in counts by status since the previous audit (of the same file if there was one).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +102,26 @@ fn percent(part: usize, whole: usize) -> f64 {
     if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
+/// Text for a Markdown table cell or heading: nothing in it may end the cell or the line, or
+/// become HTML on a renderer that passes HTML through.
+fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' | '\\' | '`' | '*' | '_' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -124,7 +146,7 @@ impl AuditReport {
 
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
-        let mut out = format!("# {}\n\n", self.title());
+        let mut out = format!("# {}\n\n", md(&self.title()));
         let _ = writeln!(out, "{} sources, {} archive requests.\n", self.summary.sources, self.archive_requests);
         out.push_str("| status | sources | share | change |\n|---|---:|---:|---:|\n");
         for (status, label, _) in STATUSES {
@@ -136,7 +158,7 @@ impl AuditReport {
             let _ = writeln!(out, "\n## {label}, by {}\n", if status == "recoverable" { "how" } else { "why" });
             out.push_str("| | sources |\n|---|---:|\n");
             for (detail, n) in details {
-                let _ = writeln!(out, "| {} | {n} |", in_words(detail));
+                let _ = writeln!(out, "| {} | {n} |", md(in_words(detail)));
             }
         }
         for (facet, title) in
@@ -166,7 +188,7 @@ impl AuditReport {
                 self.verified.len()
             );
             for v in self.verified.iter().filter(|v| !v.ok) {
-                let _ = writeln!(out, "- {}: {}", v.integrity, v.detail);
+                let _ = writeln!(out, "- {}: {}", md(&v.integrity), md(&v.detail));
             }
         }
         out
@@ -300,4 +322,14 @@ fn facet_chart(values: &BTreeMap<String, BTreeMap<String, usize>>) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_cells_cannot_break_out() {
+        assert_eq!(md("a|b\n<script>x</script> & [y](z)"), "a\\|b &lt;script&gt;x&lt;/script&gt; &amp; \\[y\\](z)");
+    }
 }

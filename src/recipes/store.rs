@@ -74,6 +74,14 @@ impl RecipeStore {
         }
     }
 
+    /// Where the store is: its directory or base URL.
+    pub fn location(&self) -> String {
+        match self {
+            RecipeStore::Directory(root) => root.display().to_string(),
+            RecipeStore::Http { base, .. } => base.to_string(),
+        }
+    }
+
     fn key(hash: &Hash) -> String {
         format!("{}/{}", hash.algo().name(), hash.to_hex())
     }
