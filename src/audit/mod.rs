@@ -228,14 +228,19 @@ impl Auditor<'_> {
 
         // Step 3: one by one, what nothing else could answer.
         let lookups = still_open.len();
+        // Sources that share a hash (and commit) are asked about once.
+        let mut answered: HashMap<String, Verdict> = HashMap::new();
         for (done, index) in still_open.into_iter().enumerate() {
             (self.progress)(done, lookups);
             let question = &questions[&index];
-            let verdict = match &stopped {
-                Some(why) => Verdict::CannotTell { why: why.clone() },
-                None => match self.look_up(question).await {
+            let key = question.key(&self.store_id());
+            let verdict = match (&stopped, answered.get(&key)) {
+                (_, Some(verdict)) => verdict.clone(),
+                (Some(why), None) => Verdict::CannotTell { why: why.clone() },
+                (None, None) => match self.look_up(question).await {
                     Ok(verdict) => {
-                        fresh.push((question.key(&self.store_id()), verdict.clone()));
+                        fresh.push((key.clone(), verdict.clone()));
+                        answered.insert(key, verdict.clone());
                         verdict
                     }
                     // The archive said "not now" or is out of reach (after the client's retries):

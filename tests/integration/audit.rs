@@ -191,6 +191,9 @@ fn audit_asks_in_bulk_honours_its_cache_and_stops_at_a_rate_limit() {
                                "git_ref": commit, "outputHashMode": "recursive", "integrity": integrity})
         })
         .collect();
+    // A duplicate of an unknown one (two packages, one source): asked about once.
+    let mut sources = sources;
+    sources.push(sources[0].clone());
     let sources_json = tmp.path().join("sources.json");
     fs::write(&sources_json, serde_json::json!({"version": 1, "sources": sources}).to_string()).unwrap();
     let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
@@ -213,11 +216,11 @@ fn audit_asks_in_bulk_honours_its_cache_and_stops_at_a_rate_limit() {
     let state = tmp.path().join("state.sqlite");
     let args = ["--no-cache", "--archive", api.as_str()];
 
-    // 2,500 sources: three /known/ batches, then one ExtID lookup for each of the 5 unknown.
+    // 2,501 sources: three /known/ batches, then one ExtID lookup for each of the 5 unknown.
     let (ok, report) = audit(&sources_json, &state, &args);
     assert!(ok);
     assert_eq!(report["archive_requests"], 8);
-    assert_eq!(report["summary"]["by_status"], serde_json::json!({"not_archived": 5, "recoverable": 2495}));
+    assert_eq!(report["summary"]["by_status"], serde_json::json!({"not_archived": 6, "recoverable": 2495}));
     assert_eq!(report["summary"]["by_detail"]["recoverable"]["git_revision"], 2495);
     assert_eq!(*batches.lock().unwrap(), [1000, 1000, 500]);
 
@@ -237,7 +240,7 @@ fn audit_asks_in_bulk_honours_its_cache_and_stops_at_a_rate_limit() {
         .create();
     let (ok, limited) = audit(&sources_json, &state, &[&args[..], &["--max-age", "0"]].concat());
     assert!(!ok);
-    assert_eq!(limited["summary"]["by_status"]["cannot_tell"], 5);
+    assert_eq!(limited["summary"]["by_status"]["cannot_tell"], 6);
     let why = limited["summary"]["by_detail"]["cannot_tell"].as_object().unwrap().keys().next().unwrap().clone();
     assert!(why.contains("rate-limits"), "{why}");
 }
