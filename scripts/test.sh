@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs the reference tools the tests
-# compare against (Nix from Debian's nix-bin, git, and a Python venv with Software Heritage's
+# compare against (Nix from Debian's nix-bin, git, zip, zstd, Chromium to render the audit's
+# HTML report, and a Python venv with Software Heritage's
 # packages: swh-model for `swh identify`, swh-lister for its nixguix lister, and swh-storage,
 # swh-web and swh-loader-core for a real archive on loopback, swh-vault for its bundle cooker),
 # then runs formatting, lint and every test.
