@@ -213,6 +213,10 @@ struct LoadArgs {
     /// for a later run.
     #[arg(long, default_value_t = 10)]
     saves_per_hour: u64,
+    /// Memory the captures may hold at once, in MiB: a capture is reckoned at 8 times its
+    /// file's size, and waits for room (a file larger than the budget runs alone).
+    #[arg(long, default_value_t = 4096)]
+    memory_budget: u32,
     /// Nix binary caches whose NARs are the last resort for a source's bytes (repeatable).
     #[arg(long = "binary-cache")]
     binary_caches: Vec<url::Url>,
@@ -926,7 +930,12 @@ fn load(args: LoadArgs) -> Result<ExitCode> {
         state: &state,
         hashed_mirrors: &archive.hashed_mirrors,
         binary_caches: &binary_caches,
-        concurrency: Concurrency { jobs: args.jobs, per_host: args.per_host, saves_per_hour: args.saves_per_hour },
+        concurrency: Concurrency {
+            jobs: args.jobs,
+            per_host: args.per_host,
+            saves_per_hour: args.saves_per_hour,
+            memory_mib: args.memory_budget,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let started = std::time::Instant::now();

@@ -112,6 +112,29 @@ impl HostLimits {
     }
 }
 
+/// Memory that captures may hold at once, counted in MiB: making a recipe holds the file, its
+/// unpacked tree and rebuilt copies, so a capture reserves [`MEMORY_PER_BYTE`] times its file's
+/// size (at most the whole budget, so that a huge file runs alone rather than never).
+pub struct MemoryBudget {
+    mib: u32,
+    semaphore: Arc<Semaphore>,
+}
+
+/// How much memory a capture is reckoned to need per byte of its file.
+const MEMORY_PER_BYTE: u64 = 8;
+
+impl MemoryBudget {
+    pub fn new(mib: u32) -> MemoryBudget {
+        let mib = mib.max(1);
+        MemoryBudget { mib, semaphore: Arc::new(Semaphore::new(mib as usize)) }
+    }
+
+    async fn reserve(&self, file_size: u64) -> Option<OwnedSemaphorePermit> {
+        let needed = (file_size * MEMORY_PER_BYTE).div_ceil(1 << 20).clamp(1, u64::from(self.mib));
+        self.semaphore.clone().acquire_many_owned(needed as u32).await.ok()
+    }
+}
+
 /// Time spent on one capture, waiting for bytes and computing.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Timings {
@@ -126,6 +149,7 @@ pub struct Capturer<'a> {
     pub hashed_mirrors: &'a [String],
     pub binary_caches: &'a [BinaryCache],
     pub hosts: &'a HostLimits,
+    pub memory: &'a MemoryBudget,
 }
 
 impl Capturer<'_> {
@@ -139,7 +163,7 @@ impl Capturer<'_> {
     ) -> Result<String, String> {
         match capture.kind {
             Kind::Archive | Kind::Plain => {
-                let bytes = self.flat_bytes(capture, source, scratch, timings).await?;
+                let (bytes, _reserved) = self.flat_bytes(capture, source, scratch, timings).await?;
                 let started = Instant::now();
                 // A URL need not say what it serves (crates.io's end in `/download`): a plain
                 // file that turns out to be an archive gets a recipe too.
@@ -183,7 +207,7 @@ impl Capturer<'_> {
         source: &Source,
         scratch: &Path,
         timings: &mut Timings,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), String> {
         let file = scratch.join("file");
         let request = FetchRequest {
             hash: &capture.hash,
@@ -198,11 +222,16 @@ impl Capturer<'_> {
             self.fetcher.fetch(&request, &file).await
         };
         let result = match fetched {
-            Ok(_) => std::fs::read(&file).map_err(|e| error_chain(&e)),
+            Ok(_) => {
+                // Reserved before the file is read in: it stays on disk until memory allows.
+                let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+                let reserved = self.memory.reserve(size).await;
+                std::fs::read(&file).map(|bytes| (bytes, reserved)).map_err(|e| error_chain(&e))
+            }
             Err(err) => {
                 let why = error_chain(&err);
                 match self.nar_from_binary_caches(source).await {
-                    Ok(tree) => binary_cache::flat_file(tree, &capture.hash),
+                    Ok(tree) => binary_cache::flat_file(tree, &capture.hash).map(|bytes| (bytes, None)),
                     Err(more) if more.is_empty() => Err(why),
                     Err(more) => Err(format!("{why}; {more}")),
                 }
@@ -320,6 +349,22 @@ mod tests {
         assert_eq!(kind(url("https://x/archive/v1.tar.gz", "recursive")), Ok(Kind::Recursive));
         assert_eq!(kind(serde_json::json!({"type": "url", "urls": ["https://x/a"]})), Err("no hash"));
         assert_eq!(kind(serde_json::json!({"type": "git", "integrity": sri})), Err("a VCS source"));
+    }
+
+    #[tokio::test]
+    async fn a_capture_waits_for_memory_and_a_huge_one_runs_alone() {
+        let budget = MemoryBudget::new(100);
+        // 10 MiB reckoned at 80 MiB: a second one must wait for the first.
+        let first = budget.reserve(10 << 20).await.unwrap();
+        assert_eq!(first.num_permits(), 80);
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.reserve(10 << 20)).await;
+        assert!(waiting.is_err(), "two captures went over the budget");
+        drop(first);
+        // Larger than the whole budget: it gets all of it, not never.
+        let huge = budget.reserve(1 << 40).await.unwrap();
+        assert_eq!(huge.num_permits(), 100);
+        drop(huge);
+        assert_eq!(budget.reserve(0).await.unwrap().num_permits(), 1);
     }
 
     #[test]

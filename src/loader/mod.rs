@@ -25,7 +25,7 @@ use crate::fallback::Fetcher;
 use crate::recipes::store::RecipeStore;
 use crate::sources::Source;
 use binary_cache::BinaryCache;
-use capture::{Capture, Capturer, HostLimits, Kind, Timings};
+use capture::{Capture, Capturer, HostLimits, Kind, MemoryBudget, Timings};
 use save::{SaveSummary, Saver, VcsSource};
 use state::{State, StateError, Status};
 
@@ -86,6 +86,8 @@ pub struct Concurrency {
     pub per_host: usize,
     /// Save Code Now requests per hour.
     pub saves_per_hour: u64,
+    /// Memory the captures may hold at once, in MiB (see [`capture::MemoryBudget`]).
+    pub memory_mib: u32,
 }
 
 pub struct Loader<'a> {
@@ -110,12 +112,14 @@ impl Loader<'_> {
     /// every source (VCS ones included, as skipped) as it finishes.
     pub async fn capture_all(&self, sources: &[Source], mut each: impl FnMut(usize, Report)) -> Result<(), LoadError> {
         let hosts = HostLimits::new(self.concurrency.per_host);
+        let memory = MemoryBudget::new(self.concurrency.memory_mib);
         let capturer = Capturer {
             fetcher: self.fetcher,
             store: self.store,
             hashed_mirrors: self.hashed_mirrors,
             binary_caches: self.binary_caches,
             hosts: &hosts,
+            memory: &memory,
         };
         let capturer = &capturer;
         let mut reports = futures_util::stream::iter(sources.iter().enumerate())
