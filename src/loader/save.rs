@@ -4,8 +4,8 @@
 //! Rules (see [`super::state`] for how they survive a `kill -9`):
 //! - a git revision given as a 40-hex commit is checked with `/known/` (`swh:1:rev:` is the
 //!   commit id), in batches of 1,000; refs (`refs/tags/v1`), hg changesets and svn revisions
-//!   cannot be checked this way and count as covered by a successful save made after they were
-//!   first seen;
+//!   cannot be checked this way and count as archived once a successful save, made after they
+//!   were first seen, covers them;
 //! - an origin gets a request when one of its revisions waits and no request covers it: none is
 //!   open (submitted, not yet succeeded, failed or rejected), and none was made after the
 //!   revision was first seen (a failed one is retried after a day; a rejected origin never is);
@@ -103,6 +103,7 @@ impl Saver<'_> {
         unknown.dedup();
         self.check_known(&unknown, &mut summary.errors).await?;
         self.reconcile(&mut summary).await?;
+        self.settle_unchecked()?;
 
         for source in sources {
             match self.state.note_revision(&source.origin, &source.revision, source.swhid.as_deref(), now)? {
@@ -245,7 +246,25 @@ impl Saver<'_> {
         }
         let waiting: Vec<String> = self.state.waiting_revisions()?.into_iter().filter_map(|r| r.swhid).collect();
         self.check_known(&waiting, &mut errors).await?;
+        self.settle_unchecked()?;
         Ok(errors)
+    }
+
+    /// Marks archived the revisions `/known/` cannot check (refs, hg, svn) that a successful
+    /// save of their origin, made after they were first seen, covers.
+    fn settle_unchecked(&self) -> Result<(), SaveError> {
+        let saves = self.state.saves(false)?;
+        for revision in self.state.waiting_revisions()?.into_iter().filter(|r| r.swhid.is_none()) {
+            let covered = saves.iter().any(|save| {
+                save.origin == revision.origin
+                    && save_status(save) == "succeeded"
+                    && save.submitted_at >= revision.first_seen
+            });
+            if covered {
+                self.state.mark_saved(&revision.origin, &revision.revision)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -358,7 +377,12 @@ mod tests {
 
     #[test]
     fn a_save_covers_what_was_seen_before_it_and_only_an_old_failure_is_retried() {
-        let waiting = |url: &str, first_seen| WaitingRevision { origin: origin(url), swhid: None, first_seen };
+        let waiting = |url: &str, first_seen| WaitingRevision {
+            origin: origin(url),
+            revision: "r".into(),
+            swhid: None,
+            first_seen,
+        };
         let now = 10 * RETRY_FAILED_AFTER;
         let revisions = [
             waiting("a", 100),

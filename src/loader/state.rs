@@ -5,7 +5,8 @@
 //!   bridge entry or content id stored; `swhid` is what SWH will archive) or failed (attempts and
 //!   last error, tried again next run).
 //! - `revisions`: one row per VCS source (origin and revision): `archived` once the archive is
-//!   known to have the revision, else `waiting` for a save; `first_seen` says which saves can
+//!   known to have the revision (by `/known/`, or, for one it cannot check, by a successful save
+//!   made after it was first seen), else `waiting` for a save; `first_seen` says which saves can
 //!   have covered it.
 //! - `saves`: one row per Save Code Now request, written *before* the request is sent (status
 //!   `submitting`) and completed with the archive's answer. A run killed between the two leaves
@@ -83,6 +84,7 @@ pub struct SaveRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingRevision {
     pub origin: Origin,
+    pub revision: String,
     /// The SWHID `/known/` can check (`swh:1:rev:…` for a git commit), if there is one.
     pub swhid: Option<String>,
     pub first_seen: i64,
@@ -250,12 +252,24 @@ impl State {
         tx.commit().map_err(|e| self.error(e))
     }
 
+    /// Marks a revision archived that `/known/` cannot check, once a successful save covers it.
+    pub fn mark_saved(&self, origin: &Origin, revision: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE revisions SET status = 'archived', updated = datetime('now')
+                 WHERE visit_type = ?1 AND origin = ?2 AND revision = ?3",
+                params![origin.visit_type, origin.url, revision],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
     /// The revisions still waiting, by origin.
     pub fn waiting_revisions(&self) -> Result<Vec<WaitingRevision>, StateError> {
         let mut statement = self
             .db
             .prepare(
-                "SELECT visit_type, origin, swhid, first_seen FROM revisions WHERE status = 'waiting'
+                "SELECT visit_type, origin, revision, swhid, first_seen FROM revisions WHERE status = 'waiting'
                  ORDER BY visit_type, origin, revision",
             )
             .map_err(|e| self.error(e))?;
@@ -263,8 +277,9 @@ impl State {
             .query_map([], |row| {
                 Ok(WaitingRevision {
                     origin: Origin { visit_type: row.get(0)?, url: row.get(1)? },
-                    swhid: row.get(2)?,
-                    first_seen: row.get(3)?,
+                    revision: row.get(2)?,
+                    swhid: row.get(3)?,
+                    first_seen: row.get(4)?,
                 })
             })
             .map_err(|e| self.error(e))?;

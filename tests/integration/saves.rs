@@ -71,7 +71,7 @@ fn vcs_revisions_are_checked_in_batches_and_saved_within_the_quota() {
                 swhids.iter().map(|s| (s.clone(), serde_json::json!({"known": *s != missing}))).collect();
             serde_json::to_vec(&answer).unwrap()
         })
-        .expect(5)
+        .expect(6)
         .create();
     let save_b =
         save_mock(&mut server, "git", B).with_body(request(1, "accepted", "not yet scheduled")).expect(1).create();
@@ -131,11 +131,18 @@ fn vcs_revisions_are_checked_in_batches_and_saved_within_the_quota() {
     assert_eq!(urls(&third["submitted"]), Vec::<&str>::new());
     assert_eq!(urls(&third["queued"]), [D]);
 
+    // C's save succeeds: its tag, which /known/ cannot check, now counts as archived; B's commit
+    // (checkable, still unknown) and D (never saved) wait.
+    let _done_c = server.mock("GET", "/api/1/origin/save/2/").with_body(request(2, "accepted", "succeeded")).create();
+    let out = bridge().args(["load", "status", "--json", "--archive", &api, "--state"]).arg(&state).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["revisions"], serde_json::json!({"archived": 1001, "waiting": 2}));
+
     save_b.assert();
     save_c.assert();
     save_d.assert();
     known.assert();
-    assert_eq!(*asked.lock().unwrap(), [1000, 1, 1, 1, 1]);
+    assert_eq!(*asked.lock().unwrap(), [1000, 1, 1, 1, 1, 1]);
 }
 
 #[test]
