@@ -199,6 +199,21 @@ mod tests {
     use super::*;
     use crate::hashing::HashAlgo;
 
+    proptest::proptest! {
+        #[test]
+        fn any_narinfo_is_read_or_refused_without_panicking(
+            lines in proptest::collection::vec(("(URL|NarHash|Compression|StorePath|\\PC{0,8})", "\\PC{0,60}"), 0..6)
+        ) {
+            let text: String = lines.iter().map(|(key, value)| format!("{key}: {value}\n")).collect();
+            if let Ok(info) = NarInfo::parse(&text, "t") {
+                let cache = BinaryCache::new(&url::Url::parse("http://127.0.0.1:1/cache/").unwrap());
+                if let Ok(url) = cache.nar_url(&info) {
+                    proptest::prop_assert!(url.as_str().starts_with("http://127.0.0.1:1/cache/"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn narinfo_fields_are_read_and_urls_kept_under_the_cache() {
         let text = "StorePath: /nix/store/k225j6dh30kihnvbpjskb7fnv2xdwb56-hello-2.12.1.tar.gz\n\

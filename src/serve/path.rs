@@ -61,6 +61,13 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_path_is_read_or_refused_without_panicking(path in "\\PC{0,200}") {
+            let _ = requested_hash(&path);
+        }
+    }
+
     #[test]
     fn paths_without_a_hash_say_why() {
         for (path, why) in [
