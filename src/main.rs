@@ -1315,7 +1315,7 @@ fn recipe(command: RecipeCommand) -> Result<ExitCode> {
             }
             if let Some(store) = store {
                 let store = swh_bridge::recipes::store::RecipeStore::Directory(store);
-                written.extend(store.put(&recipe, &bytes, &BridgeEntry::of(&bytes, &tree))?);
+                written.extend(store.put(&recipe, &bytes, &BridgeEntry::of(&bytes, &tree, &recipe.tree))?);
             }
             eprintln!(
                 "{}: {} bytes of recipe for {} bytes ({:.2} %), tree {}",

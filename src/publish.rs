@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::loader::state::State;
+use crate::recipes::store::write_readable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -166,15 +167,7 @@ fn write_new(dest: &Path, bytes: &[u8]) -> Result<bool, PublishError> {
     if fs::read(dest).is_ok_and(|there| there == bytes) {
         return Ok(false);
     }
-    let write_error = |source| PublishError::Write { path: dest.to_owned(), source };
-    let parent = dest.parent().expect("a path in the site has a parent");
-    fs::create_dir_all(parent).map_err(write_error)?;
-    let mut temp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(write_error)?;
-    io::Write::write_all(&mut temp, bytes).map_err(write_error)?;
-    temp.persist(dest).map_err(|e| write_error(e.error))?;
+    write_readable(dest, bytes).map_err(|source| PublishError::Write { path: dest.to_owned(), source })?;
     Ok(true)
 }
 

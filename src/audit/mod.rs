@@ -30,8 +30,8 @@ use crate::archive::{ApiError, ArchiveClient};
 use crate::fallback::error_chain;
 use crate::hashing::Hash;
 use crate::loader::state::{State, StateError};
-use crate::recipes::is_directory_swhid;
 use crate::recipes::store::RecipeStore;
+use crate::recipes::{is_content_swhid, is_directory_swhid};
 use crate::sources::stats::UrlFacets;
 use crate::sources::{Source, SourceType};
 
@@ -443,12 +443,6 @@ pub async fn verify_sample(
         checks.push(report::Verification { index: audited.index, integrity: question.hash.to_sri(), ok, detail });
     }
     checks
-}
-
-fn is_content_swhid(swhid: &str) -> bool {
-    swhid
-        .strip_prefix("swh:1:cnt:")
-        .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn vcs_host(source: &Source) -> String {

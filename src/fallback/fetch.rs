@@ -13,7 +13,7 @@ use crate::hashing::tree::tarball::replay_in_nar_order;
 use crate::hashing::tree::{ExecutableRule, Limits, Tee, TreeError};
 use crate::hashing::{Hash, HashAlgo, Hasher};
 use crate::recipes::store::RecipeStore;
-use crate::recipes::{MAX_PLAIN, Recipe, RecipeError, is_directory_swhid};
+use crate::recipes::{MAX_PLAIN, Recipe, RecipeError, is_content_swhid, is_directory_swhid};
 
 /// How the hash covers the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,8 +449,8 @@ impl Fetcher {
         let entry = store.bridge(&format!("{}/{}", hash.algo().name(), hash.to_hex())).await?;
         // Untrusted: only a well-formed content SWHID goes into an API URL.
         Ok(entry
-            .and_then(|entry| entry.tree.strip_prefix("swh:1:cnt:").map(str::to_owned))
-            .filter(|hex| hex.len() == 40 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))))
+            .filter(|entry| is_content_swhid(&entry.tree))
+            .and_then(|entry| entry.tree.strip_prefix("swh:1:cnt:").map(str::to_owned)))
     }
 
     /// A tree that is a lone file: the NAR says whether it is executable, the archive does not,

@@ -168,18 +168,7 @@ impl Capturer<'_> {
                 // A URL need not say what it serves (crates.io's end in `/download`): a plain
                 // file that turns out to be an archive gets a recipe too.
                 let archive = capture.kind == Kind::Archive || looks_like_an_archive(&bytes);
-                let made = if archive {
-                    blocking(move || match Recipe::create(&bytes) {
-                        Ok((recipe, tree)) => {
-                            let entry = BridgeEntry::of(&bytes, &tree);
-                            Ok(Ok((recipe, bytes, entry)))
-                        }
-                        Err(e) => Ok(Err((format!("no recipe: {}", error_chain(&e)), bytes))),
-                    })
-                    .await?
-                } else {
-                    Err((String::new(), bytes))
-                };
+                let made = if archive { recipe_of(bytes).await? } else { Err((String::new(), bytes)) };
                 let stored = match made {
                     Ok((recipe, bytes, entry)) => {
                         self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
@@ -263,16 +252,11 @@ impl Capturer<'_> {
                 }
             };
             let started = Instant::now();
-            let made = blocking(move || {
-                let (recipe, tree) = Recipe::create(&bytes).map_err(|e| format!("no recipe: {}", error_chain(&e)))?;
-                let entry = BridgeEntry::of(&bytes, &tree);
-                Ok((recipe, bytes, entry))
-            })
-            .await;
+            let made = recipe_of(bytes).await;
             timings.compute += started.elapsed();
             let (recipe, bytes, entry) = match made {
-                Ok(made) => made,
-                Err(why) => {
+                Ok(Ok(made)) => made,
+                Ok(Err((why, _))) | Err(why) => {
                     tried.push(format!("{url}: {why}"));
                     continue;
                 }
@@ -327,6 +311,19 @@ impl Capturer<'_> {
         }
         Err(tried.join("; "))
     }
+}
+
+/// Makes a file's recipe and bridge entry on a blocking thread; the file comes back either way
+/// (a file that is no archive after all is still a plain file). The outer error is a panic.
+async fn recipe_of(bytes: Vec<u8>) -> Result<Result<(Recipe, Vec<u8>, BridgeEntry), (String, Vec<u8>)>, String> {
+    blocking(move || match Recipe::create(&bytes) {
+        Ok((recipe, tree)) => {
+            let entry = BridgeEntry::of(&bytes, &tree, &recipe.tree);
+            Ok(Ok((recipe, bytes, entry)))
+        }
+        Err(e) => Ok(Err((format!("no recipe: {}", error_chain(&e)), bytes))),
+    })
+    .await
 }
 
 /// Runs CPU-bound work off the async threads; a panic is an error, not a crash.

@@ -57,8 +57,9 @@ pub struct Unpacked {
 }
 
 impl BridgeEntry {
-    /// The entry for `file`, whose extraction root is `tree`.
-    pub fn of(file: &[u8], tree: &Node) -> BridgeEntry {
+    /// The entry for `file`, whose extraction root is `tree`, with SWHID `root` (which making
+    /// the recipe has computed already: hashing the whole tree again is not free).
+    pub fn of(file: &[u8], tree: &Node, root: &str) -> BridgeEntry {
         let (top, unpacked) = match tree {
             Node::Directory(entries) if entries.len() == 1 => match entries.iter().next() {
                 Some((name, dir @ Node::Directory(_))) => (Some(String::from_utf8_lossy(name).into_owned()), dir),
@@ -66,13 +67,15 @@ impl BridgeEntry {
             },
             _ => (None, tree),
         };
+        // The root itself unless a top folder is stripped.
+        let unpacked_swhid = if top.is_some() { unpacked.swhid().to_string() } else { root.to_owned() };
         BridgeEntry {
             size: Some(file.len() as u64),
             flat: flat_hashes(file),
-            tree: tree.swhid().to_string(),
+            tree: root.to_owned(),
             unpacked: Some(Unpacked {
                 top,
-                swhid: unpacked.swhid().to_string(),
+                swhid: unpacked_swhid,
                 nar_sha256: unpacked.nar_hash(HashAlgo::Sha256).to_hex(),
             }),
         }

@@ -234,6 +234,12 @@ pub fn is_directory_swhid(swhid: &str) -> bool {
     swhid.parse::<Swhid>().is_ok_and(|swhid| swhid.object_type == ObjectType::Directory)
 }
 
+/// Whether `swhid` is a well-formed content SWHID (the same care as for directories: it comes
+/// from an untrusted store and goes into API URLs).
+pub fn is_content_swhid(swhid: &str) -> bool {
+    swhid.parse::<Swhid>().is_ok_and(|swhid| swhid.object_type == ObjectType::Content)
+}
+
 fn sha256(bytes: &[u8]) -> Hash {
     let mut hasher = HashAlgo::Sha256.hasher();
     hasher.update(bytes);

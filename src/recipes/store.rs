@@ -175,15 +175,18 @@ impl RecipeStore {
 }
 
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let write_error = |source| StoreError::Write { path: path.to_owned(), source };
-    let parent = path.parent().expect("a key has a parent");
-    std::fs::create_dir_all(parent).map_err(write_error)?;
-    // Readable by all, as a web server publishing the store needs (a temp file starts 0600).
+    write_readable(path, bytes).map_err(|source| StoreError::Write { path: path.to_owned(), source })
+}
+
+/// Writes `bytes` at `path` (its directory created if need be) through a temporary file renamed
+/// into place, readable by all, as a web server publishing it needs (a temp file starts 0600).
+pub(crate) fn write_readable(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let parent = path.parent().ok_or_else(|| std::io::Error::other("a path without a directory"))?;
+    std::fs::create_dir_all(parent)?;
     let mut temp = tempfile::Builder::new()
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(write_error)?;
-    std::io::Write::write_all(&mut temp, bytes).map_err(write_error)?;
-    temp.persist(path).map_err(|e| write_error(e.error))?;
+        .tempfile_in(parent)?;
+    std::io::Write::write_all(&mut temp, bytes)?;
+    temp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use swh_bridge::hashing::swhid::content_id;
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{line, output, tool};
-use crate::trees::{TreeShape, make_tree, regular_files, temp_dir};
+use crate::trees::{TreeShape, make_tree, regular_files, sha256_hex, temp_dir};
 
 fn client() -> ArchiveClient {
     ArchiveClient::new(ClientConfig::for_api(local_archive().api.parse().unwrap()))
@@ -17,11 +17,6 @@ fn client() -> ArchiveClient {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(bytes))
 }
 
 #[test]

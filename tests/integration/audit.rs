@@ -8,12 +8,7 @@ use std::process::Command;
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{bridge, line, output, tool};
-use crate::trees::{temp_dir, write_file};
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(bytes))
-}
+use crate::trees::{sha256_hex, temp_dir, write_file};
 
 fn sri(hex: &str) -> String {
     line(tool("nix").args(["hash", "to-sri", "--type", "sha256", hex]))

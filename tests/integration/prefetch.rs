@@ -9,14 +9,9 @@ use swh_bridge::store::{Derivation, NixStore};
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{bridge, line, output, tool};
-use crate::trees::{temp_dir, write_file};
+use crate::trees::{sha256_hex, temp_dir, write_file};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/prefetch/default.nix");
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(bytes))
-}
 
 /// A Nix command on the chroot store `store`, whose sandbox can run the host's /bin/sh.
 fn nix(program: &str, store: &Path, hashes: &[(&str, &str)]) -> Command {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{bridge, line, output, tool};
-use crate::trees::{temp_dir, write_file};
+use crate::trees::{sha256_hex, temp_dir, write_file};
 
 const FOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/serve/fod.nix");
 
@@ -70,11 +70,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(bytes))
 }
 
 /// A file archived as a content, and a tarball archived unpacked with its recipe in `store`.

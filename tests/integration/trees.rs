@@ -27,6 +27,12 @@ pub struct TreeShape {
     pub non_utf8: bool,
 }
 
+/// The sha256 of `bytes`, in lowercase hex (sources and loader arguments name files by it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(bytes))
+}
+
 /// Builds a tree with every case the hashes must agree on: executables with unusual modes, all
 /// kinds of symlinks, empty files, non-UTF-8 names, names whose NAR and git orders differ, deep
 /// nesting, and a file larger than one read chunk.
