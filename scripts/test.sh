@@ -3,7 +3,8 @@
 # compare against (Nix from Debian's nix-bin, git, zip, zstd, Chromium to render the audit's
 # HTML report, and a Python venv with Software Heritage's
 # packages: swh-model for `swh identify`, swh-lister for its nixguix lister, and swh-storage,
-# swh-web and swh-loader-core for a real archive on loopback, swh-vault for its bundle cooker),
+# swh-web, swh-loader-core and swh-loader-git for a real archive on loopback, swh-vault for its
+# bundle cooker),
 # then runs formatting, lint and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,11 +26,11 @@ fi
 
 venv="${SWH_BRIDGE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge/venv}"
 if ! "$venv/bin/swh" identify --help >/dev/null 2>&1 \
-  || ! "$venv/bin/python" -c 'import swh.lister.nixguix.lister, swh.storage, swh.web, swh.loader.core, swh.vault.cookers' 2>/dev/null; then
+  || ! "$venv/bin/python" -c 'import swh.lister.nixguix.lister, swh.storage, swh.web, swh.loader.core, swh.loader.git, swh.vault.cookers' 2>/dev/null; then
   echo "installing Software Heritage's packages into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'swh.model[cli]' 'swh.lister==7.4.0' \
-    swh-storage swh-objstorage swh-web swh-loader-core swh-vault
+    swh-storage swh-objstorage swh-web swh-loader-core swh-loader-git swh-vault
 fi
 export PATH="$venv/bin:$PATH"
 # Tests never reach a binary cache: the default substituter is off this machine.

@@ -7,6 +7,7 @@
 //! { "archive": "https://archive.softwareheritage.org/api/1/",
 //!   "token": "…",
 //!   "hashed_mirrors": ["https://tarballs.nixos.org"],
+//!   "binary_caches": ["https://cache.nixos.org"],
 //!   "recipes": "https://example.org/recipes/" }
 //! ```
 //!
@@ -18,7 +19,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// The archive's API root.
     pub archive: Option<url::Url>,
     /// A bearer token for the archive (`SWH_TOKEN` wins over it).
@@ -26,11 +27,15 @@ pub struct Config {
     /// Hashed mirrors tried after a source's own URLs.
     #[serde(default)]
     pub hashed_mirrors: Vec<String>,
+    /// Nix binary caches, tried after the archive.
+    #[serde(default)]
+    pub binary_caches: Vec<url::Url>,
     /// A recipe store: a directory or an HTTP base URL.
     pub recipes: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("failed to read {}", path.display())]
     Read {
@@ -48,7 +53,7 @@ pub enum ConfigError {
 
 impl Config {
     /// Where the configuration file is looked for.
-    pub fn default_path() -> PathBuf {
+    pub(crate) fn default_path() -> PathBuf {
         match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
             Some(dir) => PathBuf::from(dir).join("swh-bridge/config.json"),
             None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".config/swh-bridge/config.json"),
@@ -56,7 +61,7 @@ impl Config {
     }
 
     /// Reads the file at `path`; a file that does not exist is an empty configuration.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),

@@ -4,14 +4,20 @@
 //! See `ARCHITECTURE.md` for how the modules fit together.
 
 pub mod archive;
+pub mod atomic;
 pub mod audit;
 pub mod config;
+pub(crate) mod download;
+pub mod error_chain;
 pub mod fallback;
 pub mod hashing;
 pub mod listers;
 pub mod loader;
+pub mod plan;
 pub mod publish;
 pub mod recipes;
 pub mod serve;
 pub mod sources;
+pub mod state;
 pub mod store;
+pub mod workspace;

@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::loader::state::State;
-use crate::recipes::store::write_readable;
+use crate::atomic::{self, Existing};
+use crate::state::{State, StateError};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     #[error("failed to read the recipe store {}", path.display())]
     Read {
@@ -33,7 +34,7 @@ pub enum PublishError {
         source: io::Error,
     },
     #[error(transparent)]
-    State(#[from] crate::loader::state::StateError),
+    State(#[from] StateError),
 }
 
 /// What to publish.
@@ -109,10 +110,12 @@ pub fn publish(publication: &Publication) -> Result<PublishReport, PublishError>
         report.stats.revision = revision.map(str::to_owned);
     }
     if let Some(state) = publication.state {
-        report.stats.captures = state.capture_counts()?.into_iter().collect();
-        report.stats.revisions = state.revision_counts()?.into_iter().collect();
+        report.stats.captures =
+            state.capture_counts()?.into_iter().map(|(status, n)| (status.name().to_owned(), n)).collect();
+        report.stats.revisions =
+            state.revision_counts()?.into_iter().map(|(status, n)| (status.name().to_owned(), n)).collect();
         for save in state.saves(false)? {
-            *report.stats.saves.entry(crate::loader::save::save_status(&save).to_owned()).or_default() += 1;
+            *report.stats.saves.entry(save.status().name().to_owned()).or_default() += 1;
         }
     }
     let json = serde_json::to_vec_pretty(&report.stats).expect("stats serialise");
@@ -149,16 +152,7 @@ fn place(source: &Path, dest: &Path) -> Result<bool, PublishError> {
             return Ok(false);
         }
     }
-    let write_error = |source| PublishError::Write { path: dest.to_owned(), source };
-    let parent = dest.parent().expect("a path in the site has a parent");
-    fs::create_dir_all(parent).map_err(write_error)?;
-    let temp = parent.join(format!(".tmp-publish-{}", std::process::id()));
-    let _ = fs::remove_file(&temp);
-    if fs::hard_link(source, &temp).is_err() {
-        fs::copy(source, &temp).map_err(write_error)?;
-        fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(write_error)?;
-    }
-    fs::rename(&temp, dest).map_err(write_error)?;
+    atomic::link_or_copy(source, dest).map_err(|source| PublishError::Write { path: dest.to_owned(), source })?;
     Ok(true)
 }
 
@@ -167,7 +161,8 @@ fn write_new(dest: &Path, bytes: &[u8]) -> Result<bool, PublishError> {
     if fs::read(dest).is_ok_and(|there| there == bytes) {
         return Ok(false);
     }
-    write_readable(dest, bytes).map_err(|source| PublishError::Write { path: dest.to_owned(), source })?;
+    atomic::write(dest, bytes, Existing::Replace)
+        .map_err(|source| PublishError::Write { path: dest.to_owned(), source })?;
     Ok(true)
 }
 

@@ -24,6 +24,6 @@ fuzz_target!(|body: &[u8]| {
     let mut tree = Node::empty_directory();
     tree.insert(b"pkg/a", Node::File { executable: false, contents: b"a".to_vec() }).unwrap();
     tree.insert(b"pkg/b/c", Node::File { executable: true, contents: vec![b'c'; 3000] }).unwrap();
-    recipe.tree = tree.swhid().to_string();
+    recipe.tree = tree.swhid();
     let _ = recipe.apply(&tree);
 });

@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
     let mut tree = Node::empty_directory();
     tree.insert(b"pkg/a", Node::File { executable: false, contents: b"a".to_vec() }).unwrap();
     // Past the tree check, so that the layers are applied.
-    recipe.tree = tree.swhid().to_string();
+    recipe.tree = tree.swhid();
     let _ = recipe.apply(&tree);
 });

@@ -7,7 +7,11 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::model::{ContentInfo, DirectoryEntry, ErrorBody, ExtId, Revision, SaveRequest, VaultTask};
+use super::model::{
+    ContentInfo, DirectoryEntry, ErrorBody, ExtId, Revision, SaveRequest, VaultBundle, VaultStatus, VaultTask,
+    VisitType,
+};
+use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
 
 /// The public archive's API.
 pub const PUBLIC_API: &str = "https://archive.softwareheritage.org/api/1/";
@@ -31,11 +35,6 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The public archive, with the token from `SWH_TOKEN` if set.
-    pub fn public() -> ClientConfig {
-        ClientConfig::for_api(Url::parse(PUBLIC_API).expect("the public API URL is valid"))
-    }
-
     pub fn for_api(base_url: Url) -> ClientConfig {
         ClientConfig {
             base_url,
@@ -50,6 +49,7 @@ impl ClientConfig {
 
 /// Why a call to the archive failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     #[error("{what} is not in the archive")]
     NotFound { what: String },
@@ -71,6 +71,16 @@ pub enum ApiError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("{swhid} cannot be asked for as a {expected}")]
+    WrongType { swhid: Swhid, expected: &'static str },
+}
+
+impl ApiError {
+    /// Whether the archive could not be asked at all (a rate limit, an outage, no route): asking
+    /// it anything else now would fail the same way.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(self, ApiError::RateLimited { .. } | ApiError::Transport { .. } | ApiError::Server { .. })
+    }
 }
 
 fn format_time(unix: u64) -> String {
@@ -197,83 +207,79 @@ impl ArchiveClient {
         read_json(response, what).await
     }
 
-    /// Metadata of a content, by `sha1`, `sha1_git`, `sha256` or `blake2s256` (lowercase hex).
-    pub async fn content(&self, algo: &str, hex: &str) -> Result<ContentInfo, ApiError> {
-        self.get_json(&format!("content/{algo}:{hex}/"), &format!("content {algo}:{hex}")).await
+    /// Metadata of a content.
+    pub async fn content(&self, key: &ContentKey) -> Result<ContentInfo, ApiError> {
+        self.get_json(&format!("content/{key}/"), &format!("content {key}")).await
     }
 
     /// The bytes of a content, as a response to stream.
-    pub async fn content_raw(&self, algo: &str, hex: &str) -> Result<reqwest::Response, ApiError> {
-        self.send(Method::GET, &format!("content/{algo}:{hex}/raw/"), None, &format!("content {algo}:{hex}")).await
+    pub async fn content_raw(&self, key: &ContentKey) -> Result<reqwest::Response, ApiError> {
+        self.send(Method::GET, &format!("content/{key}/raw/"), None, &format!("content {key}")).await
     }
 
-    /// What an external id (`nar-sha256`, `checksum-sha256`, …) points to, in version 1 of the
-    /// ExtID rules (version 0 placed tarballs' top directories differently).
-    pub async fn extid(&self, extid_type: &str, digest: &[u8]) -> Result<ExtId, ApiError> {
-        let hex = data_encoding::HEXLOWER.encode(digest);
+    /// What the ExtID of `kind` for `hash` (`checksum-sha256`, `nar-sha256`, …) points to, in
+    /// version 1 of the ExtID rules (version 0 placed tarballs' top directories differently).
+    pub async fn extid(&self, kind: ExtIdKind, hash: &Hash) -> Result<ExtId, ApiError> {
+        let (extid_type, hex) = (kind.extid_type(hash.algo()), hash.to_hex());
         self.get_json(&format!("extid/{extid_type}/hex:{hex}/?extid_version=1"), &format!("ExtID {extid_type} {hex}"))
             .await
     }
 
     /// Which of these SWHIDs the archive has, asked in batches of [`KNOWN_BATCH`].
-    pub async fn known(&self, swhids: &[String]) -> Result<HashMap<String, bool>, ApiError> {
+    pub async fn known(&self, swhids: &[Swhid]) -> Result<HashMap<Swhid, bool>, ApiError> {
         #[derive(serde::Deserialize)]
         struct Known {
             known: bool,
         }
         let mut answer = HashMap::with_capacity(swhids.len());
         for batch in swhids.chunks(KNOWN_BATCH) {
-            let body = serde_json::to_value(batch).expect("strings serialise");
+            let body = serde_json::to_value(batch).expect("SWHIDs serialise");
             let response = self.send(Method::POST, "known/", Some(&body), "known SWHIDs").await?;
-            let known: HashMap<String, Known> = read_json(response, "known SWHIDs").await?;
+            let known: HashMap<Swhid, Known> = read_json(response, "known SWHIDs").await?;
             answer.extend(known.into_iter().map(|(swhid, k)| (swhid, k.known)));
         }
         Ok(answer)
     }
 
     /// The entries of a directory.
-    pub async fn directory(&self, sha1_git: &str) -> Result<Vec<DirectoryEntry>, ApiError> {
-        self.get_json(&format!("directory/{sha1_git}/"), &format!("directory {sha1_git}")).await
+    pub async fn directory(&self, directory: &Swhid) -> Result<Vec<DirectoryEntry>, ApiError> {
+        let hex = expect_type(directory, ObjectType::Directory)?;
+        self.get_json(&format!("directory/{hex}/"), &format!("directory {hex}")).await
     }
 
-    /// A raw git object (`GET /raw/<swhid>/`), with exact byte names.
-    pub async fn raw_object(&self, swhid: &str) -> Result<Vec<u8>, ApiError> {
-        let response = self.send(Method::GET, &format!("raw/{swhid}/"), None, swhid).await?;
-        let bytes = response.bytes().await.map_err(|source| ApiError::Transport { what: swhid.to_owned(), source })?;
-        Ok(bytes.to_vec())
-    }
-
-    pub async fn revision(&self, sha1_git: &str) -> Result<Revision, ApiError> {
-        self.get_json(&format!("revision/{sha1_git}/"), &format!("revision {sha1_git}")).await
+    pub async fn revision(&self, revision: &Swhid) -> Result<Revision, ApiError> {
+        let hex = expect_type(revision, ObjectType::Revision)?;
+        self.get_json(&format!("revision/{hex}/"), &format!("revision {hex}")).await
     }
 
     /// Asks the vault to cook a bundle (`flat` for a directory, `git-bare` for a revision).
-    pub async fn vault_cook(&self, bundle: &str, swhid: &str) -> Result<VaultTask, ApiError> {
-        let what = format!("the {bundle} bundle of {swhid}");
-        let response = self.send(Method::POST, &format!("vault/{bundle}/{swhid}/"), None, &what).await?;
+    pub(crate) async fn vault_cook(&self, bundle: VaultBundle, swhid: &Swhid) -> Result<VaultTask, ApiError> {
+        let what = format!("the {} bundle of {swhid}", bundle.name());
+        let response = self.send(Method::POST, &format!("vault/{}/{swhid}/", bundle.name()), None, &what).await?;
         read_json(response, &what).await
     }
 
-    pub async fn vault_status(&self, bundle: &str, swhid: &str) -> Result<VaultTask, ApiError> {
-        self.get_json(&format!("vault/{bundle}/{swhid}/"), &format!("the {bundle} bundle of {swhid}")).await
+    pub(crate) async fn vault_status(&self, bundle: VaultBundle, swhid: &Swhid) -> Result<VaultTask, ApiError> {
+        let what = format!("the {} bundle of {swhid}", bundle.name());
+        self.get_json(&format!("vault/{}/{swhid}/", bundle.name()), &what).await
     }
 
     /// Requests a bundle and polls until it is cooked, waiting `poll` at first and twice as long
     /// each time up to a minute; a failed cooking is an error with the vault's message.
-    pub async fn vault_wait(&self, bundle: &str, swhid: &str, poll: Duration) -> Result<VaultTask, ApiError> {
+    pub async fn vault_wait(&self, bundle: VaultBundle, swhid: &Swhid, poll: Duration) -> Result<VaultTask, ApiError> {
         let mut task = self.vault_cook(bundle, swhid).await?;
         let mut delay = poll;
         loop {
-            match task.status.as_str() {
-                "done" => return Ok(task),
-                "failed" => {
+            match task.status {
+                VaultStatus::Done => return Ok(task),
+                VaultStatus::Failed => {
                     return Err(ApiError::Server {
-                        what: format!("cooking the {bundle} bundle of {swhid}"),
+                        what: format!("cooking the {} bundle of {swhid}", bundle.name()),
                         status: 200,
                         reason: task.progress_message.unwrap_or_else(|| "the vault gave no reason".into()),
                     });
                 }
-                _ => {
+                VaultStatus::New | VaultStatus::Pending => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                     task = self.vault_status(bundle, swhid).await?;
@@ -283,40 +289,92 @@ impl ArchiveClient {
     }
 
     /// The cooked bundle, as a response to stream.
-    pub async fn vault_download(&self, bundle: &str, swhid: &str) -> Result<reqwest::Response, ApiError> {
-        self.send(
-            Method::GET,
-            &format!("vault/{bundle}/{swhid}/raw/"),
-            None,
-            &format!("the {bundle} bundle of {swhid}"),
-        )
-        .await
+    pub(crate) async fn vault_download(
+        &self,
+        bundle: VaultBundle,
+        swhid: &Swhid,
+    ) -> Result<reqwest::Response, ApiError> {
+        let what = format!("the {} bundle of {swhid}", bundle.name());
+        self.send(Method::GET, &format!("vault/{}/{swhid}/raw/", bundle.name()), None, &what).await
     }
 
-    /// Asks Save Code Now to archive an origin (`git`, `hg`, `svn`, `bzr`, `cvs`, `tarball`). The
-    /// origin goes in the query string, which keeps URLs with `?` or spaces intact.
-    pub async fn save_code_now(&self, visit_type: &str, origin: &str) -> Result<SaveRequest, ApiError> {
+    /// Asks Save Code Now to archive an origin. The origin goes in the query string, which keeps
+    /// URLs with `?` or spaces intact.
+    pub(crate) async fn save_code_now(&self, visit_type: VisitType, origin: &str) -> Result<SaveRequest, ApiError> {
         let what = format!("saving {origin}");
         let response = self.send(Method::POST, &save_query(visit_type, origin), None, &what).await?;
         read_json(response, &what).await
     }
 
     /// The Save Code Now requests ever made for an origin (none is a 404, given here as empty).
-    pub async fn save_requests(&self, visit_type: &str, origin: &str) -> Result<Vec<SaveRequest>, ApiError> {
+    pub(crate) async fn save_requests(
+        &self,
+        visit_type: VisitType,
+        origin: &str,
+    ) -> Result<Vec<SaveRequest>, ApiError> {
         match self.get_json(&save_query(visit_type, origin), &format!("the save requests of {origin}")).await {
             Err(ApiError::NotFound { .. }) => Ok(Vec::new()),
             other => other,
         }
     }
 
-    pub async fn save_status(&self, id: u64) -> Result<SaveRequest, ApiError> {
+    pub(crate) async fn save_status(&self, id: u64) -> Result<SaveRequest, ApiError> {
         self.get_json(&format!("origin/save/{id}/"), &format!("save request {id}")).await
     }
 }
 
-fn save_query(visit_type: &str, origin: &str) -> String {
+/// A content as the API looks it up: `<algo>:<hex>` for one of the hashes it indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContentKey(String);
+
+impl ContentKey {
+    /// The key for a flat hash, if the archive indexes contents by its algorithm (sha1, sha256).
+    pub fn of_hash(hash: &Hash) -> Option<ContentKey> {
+        matches!(hash.algo(), HashAlgo::Sha1 | HashAlgo::Sha256)
+            .then(|| ContentKey(format!("{}:{}", hash.algo().name(), hash.to_hex())))
+    }
+
+    /// The key for a content SWHID (`None` for another type of object).
+    pub(crate) fn of_swhid(swhid: &Swhid) -> Option<ContentKey> {
+        (swhid.object_type == ObjectType::Content).then(|| ContentKey(format!("sha1_git:{}", swhid.hex())))
+    }
+}
+
+impl std::fmt::Display for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The two families of ExtIDs that map Nix hashes: `checksum-<algo>` (a flat hash) and
+/// `nar-<algo>` (a NAR hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExtIdKind {
+    Checksum,
+    Nar,
+}
+
+impl ExtIdKind {
+    pub(crate) fn extid_type(self, algo: HashAlgo) -> String {
+        match self {
+            ExtIdKind::Checksum => format!("checksum-{algo}"),
+            ExtIdKind::Nar => format!("nar-{algo}"),
+        }
+    }
+}
+
+/// The id of `swhid` for an API path, refused unless it is of `expected` type: a wrong type
+/// would only earn a 404 that reads like "not archived".
+fn expect_type(swhid: &Swhid, expected: ObjectType) -> Result<String, ApiError> {
+    if swhid.object_type != expected {
+        return Err(ApiError::WrongType { swhid: *swhid, expected: expected.tag() });
+    }
+    Ok(swhid.hex())
+}
+
+fn save_query(visit_type: VisitType, origin: &str) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("visit_type", visit_type)
+        .append_pair("visit_type", visit_type.name())
         .append_pair("origin_url", origin)
         .finish();
     format!("origin/save/?{query}")

@@ -15,4 +15,4 @@
 mod client;
 pub mod model;
 
-pub use client::{ApiError, ArchiveClient, ClientConfig, KNOWN_BATCH, PUBLIC_API};
+pub use client::{ApiError, ArchiveClient, ClientConfig, ContentKey, ExtIdKind, KNOWN_BATCH, PUBLIC_API};

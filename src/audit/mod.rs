@@ -1,24 +1,29 @@
 //! The audit: for each source of a sources.json, whether Software Heritage has it and whether
 //! `fetch` can give it back bit for bit, and why not, in as few API requests as can tell.
 //!
-//! How a verdict is reached, cheapest first:
-//! 1. without a request: a source with no usable hash cannot be told; a verdict cached in the
-//!    state database is reused (a recoverable one for good, since the archive keeps what it
-//!    has; others for `max_age`, since a recipe or an archiving may come);
-//! 2. SWHIDs known in advance go to `/known/`, 1,000 per request: a git commit
-//!    (`swh:1:rev:`), and what the bridge index names (the extraction root of an archive with a
-//!    recipe, a plain file's content, an unpacked tree);
-//! 3. only what is still open is looked up one by one, in the fetcher's order: content by
-//!    sha1/sha256, then the `checksum-<algo>` ExtID for a flat hash (and the tree a recipe names,
-//!    when no ExtID does), the `nar-<algo>` ExtID for a NAR hash.
+//! A verdict answers the lookups of the source's [`Plan`], the same plan `fetch` executes, and
+//! nothing else: the first of the archive's ways whose lookup says it can give the source makes
+//! it recoverable (and says how); with none, a way that found it in an unusable form makes it
+//! archived but not recoverable, and a binary cache's way makes it recoverable only from a
+//! binary cache (kept apart: the audit is about the archive). Upstream URLs are not asked.
 //!
-//! Verdicts are kept per recipe store (they depend on it). A git commit counts only for a tree
-//! taken as committed (no submodules, sparse checkout or postFetch): fetch checks the tree's NAR
-//! hash. `/known/` does not tell a content the archive skipped (over 100 MiB) from one it has,
-//! so a bridge-index content of that size would be reported recoverable.
+//! How the lookups are answered, cheapest first:
+//! 1. without a request: a source that cannot be asked for (no hash, say) cannot be told; a
+//!    verdict cached for the same plan is reused (a recoverable one for good, since the archive
+//!    keeps what it has; others for `max_age`). A plan's key names what its ways were made of,
+//!    so a recipe or bridge entry added since makes a new plan, asked afresh;
+//! 2. every plan puts first the ways whose object is named in advance (a bridged content, a
+//!    recipe's tree, a git commit, a bridged tree): their SWHIDs go to `/known/` in bulk, 1,000
+//!    a request, and a known one settles its source;
+//! 3. only then are the other ways' lookups asked, one request each, in the plan's order, and
+//!    only for plans still open; plans alike (sources sharing a hash) are asked about once;
+//! 4. a rate limit or an unreachable archive stops the lookups: what is left cannot be told
+//!    because of the archive, which leaves the audit unfinished.
 //!
-//! The verdicts follow what [`crate::fallback::Fetcher`] does with the same store, and
-//! `--verify-sample` checks that on real fetches.
+//! A content an ExtID names is checked with `/known/`, which says no for a content the archive
+//! skipped (over 100 MiB; the API answers 404 for it, and lists it in directories as `absent`).
+//! A tree's contents are not walked, so a tree holding a skipped file is reported recoverable
+//! though `fetch` fails on it. `--verify-sample` fetches a sample through the real fetcher.
 
 pub mod report;
 
@@ -26,16 +31,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{ApiError, ArchiveClient};
-use crate::fallback::error_chain;
-use crate::hashing::Hash;
-use crate::loader::state::{State, StateError};
-use crate::recipes::store::RecipeStore;
-use crate::recipes::{is_content_swhid, is_directory_swhid};
+use crate::archive::ArchiveClient;
+use crate::error_chain::error_chain;
+use crate::fallback::Fetcher;
+use crate::hashing::Swhid;
+use crate::plan::{Answer, Finding, Holder, Lookup, Plan, Planner, SourceRequest, Target, Unusable, WayKind, ask};
+use crate::sources::Source;
 use crate::sources::stats::UrlFacets;
-use crate::sources::{Source, SourceType};
+use crate::state::{State, StateError};
 
-/// How a recoverable source comes back.
+/// How a recoverable source comes back, in the report's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum How {
@@ -51,52 +56,123 @@ pub enum How {
     GitRevision,
 }
 
+impl How {
+    /// How a source given back by a way of `kind` is described (`None` for the ways that are
+    /// not the archive's).
+    pub(crate) fn of(kind: WayKind) -> Option<How> {
+        match kind {
+            WayKind::ContentByHash | WayKind::ChecksumExtId => Some(How::RawContent),
+            WayKind::NarExtId => Some(How::NarExtid),
+            WayKind::BridgedContent | WayKind::BridgedTree => Some(How::BridgeIndex),
+            WayKind::RecipeTree => Some(How::RecipeAndDirectory),
+            WayKind::GitCommit => Some(How::GitRevision),
+            WayKind::Upstream | WayKind::HashedMirror | WayKind::BinaryCache => None,
+        }
+    }
+}
+
+/// Why a source cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unasked {
+    /// The source itself cannot be asked for (no hash, an unknown hash mode).
+    Input,
+    /// The archive could not be asked (a rate limit, an outage): the audit is unfinished.
+    Archive,
+}
+
+/// A verdict's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Status {
+    Recoverable,
+    BinaryCacheOnly,
+    ArchivedNotRecoverable,
+    NotArchived,
+    CannotTell,
+}
+
+impl Status {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Status::Recoverable => "recoverable",
+            Status::BinaryCacheOnly => "binary_cache_only",
+            Status::ArchivedNotRecoverable => "archived_not_recoverable",
+            Status::NotArchived => "not_archived",
+            Status::CannotTell => "cannot_tell",
+        }
+    }
+}
+
 /// One source's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Verdict {
+    /// The archive gives it back, by the first way of its plan that can.
     Recoverable {
         how: How,
+        way: WayKind,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        swhid: Option<String>,
+        swhid: Option<Swhid>,
+    },
+    /// Not from the archive (`why`: what the archive has of it), but a binary cache has it.
+    BinaryCacheOnly {
+        why: String,
+        cache: String,
     },
     ArchivedNotRecoverable {
         why: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        swhid: Option<String>,
+        swhid: Option<Swhid>,
     },
     NotArchived,
     CannotTell {
         why: String,
+        because: Unasked,
     },
 }
 
 impl Verdict {
-    /// `recoverable`, `archived_not_recoverable`, `not_archived` or `cannot_tell`.
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> Status {
         match self {
-            Verdict::Recoverable { .. } => "recoverable",
-            Verdict::ArchivedNotRecoverable { .. } => "archived_not_recoverable",
-            Verdict::NotArchived => "not_archived",
-            Verdict::CannotTell { .. } => "cannot_tell",
+            Verdict::Recoverable { .. } => Status::Recoverable,
+            Verdict::BinaryCacheOnly { .. } => Status::BinaryCacheOnly,
+            Verdict::ArchivedNotRecoverable { .. } => Status::ArchivedNotRecoverable,
+            Verdict::NotArchived => Status::NotArchived,
+            Verdict::CannotTell { .. } => Status::CannotTell,
         }
     }
 
     /// The how or why, for grouping.
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             Verdict::Recoverable { how, .. } => {
                 serde_json::to_value(how).expect("a how serialises").as_str().unwrap_or("").to_owned()
             }
-            Verdict::ArchivedNotRecoverable { why, .. } | Verdict::CannotTell { why } => why.clone(),
+            Verdict::ArchivedNotRecoverable { why, .. } | Verdict::CannotTell { why, .. } => why.clone(),
+            Verdict::BinaryCacheOnly { why, .. } => why.clone(),
             Verdict::NotArchived => String::new(),
         }
     }
+
+    /// Whether the archive could not be asked about the source: an audit with such a verdict
+    /// is unfinished (it is no baseline for the next, and it fails).
+    pub fn is_unfinished(&self) -> bool {
+        matches!(self, Verdict::CannotTell { because: Unasked::Archive, .. })
+    }
+
+    /// Whether the verdict may be kept for the next audit: only what the archive answered.
+    fn is_answer(&self) -> bool {
+        !matches!(self, Verdict::CannotTell { .. })
+    }
 }
 
-/// Why a source's archived form cannot be given back.
-pub const TARBALL_WITHOUT_RECIPE: &str = "tarball archived unpacked, and no recipe";
-pub const CONTENT_SKIPPED: &str = "content skipped by the archive (over 100 MiB)";
+/// Why an archived form cannot give a source back, as the verdict says it.
+fn why_unusable(unusable: &Unusable) -> (&'static str, Swhid) {
+    match unusable {
+        Unusable::TarballWithoutRecipe(swhid) => ("tarball archived unpacked, and no recipe", *swhid),
+        Unusable::Skipped(swhid) => ("content skipped by the archive (over 100 MiB)", *swhid),
+    }
+}
 
 /// One audited source.
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +192,7 @@ pub struct Audited {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditError {
     #[error(transparent)]
     State(#[from] StateError),
@@ -124,7 +201,8 @@ pub enum AuditError {
 /// What to audit with.
 pub struct Auditor<'a> {
     pub archive: &'a ArchiveClient,
-    pub store: Option<&'a RecipeStore>,
+    /// Makes the plans: the recipe store and binary caches the audit counts on.
+    pub planner: &'a Planner,
     pub state: &'a State,
     /// How long a verdict other than recoverable is trusted, in seconds.
     pub max_age: i64,
@@ -132,136 +210,75 @@ pub struct Auditor<'a> {
     pub progress: &'a dyn Fn(usize, usize),
 }
 
-/// What one source asks of the archive.
-#[derive(Debug, Clone)]
-struct Question {
-    hash: Hash,
-    recursive: bool,
-    /// `swh:1:rev:<commit>` for a git source whose tree is the commit's own.
-    commit: Option<String>,
-}
-
-impl Question {
-    fn of(source: &Source) -> Result<Question, String> {
-        let integrity = source.integrity.as_deref().ok_or("no hash")?;
-        let hash = Hash::parse(integrity, None).map_err(|e| format!("unreadable hash: {e}"))?;
-        let vcs = source.kind != SourceType::Url;
-        let recursive = match source.output_hash_mode.as_deref() {
-            Some("recursive") => true,
-            Some("flat") if vcs => return Err("a VCS source with a flat hash".into()),
-            None => vcs,
-            Some("flat") => false,
-            Some(other) => return Err(format!("unknown hash mode {other:?}")),
-        };
-        // The commit's tree is the source only when nothing was added to or taken from it, as
-        // fetch checks by NAR-hashing it.
-        let as_committed =
-            source.submodule != Some(true) && source.sparse_checkout.is_none() && source.post_fetch.is_none();
-        let commit = source.git_commit().filter(|_| as_committed).map(|commit| format!("swh:1:rev:{commit}"));
-        Ok(Question { hash, recursive, commit })
-    }
-
-    /// The cache key: the recipe store the verdict was reached with, the hash and mode, and the
-    /// commit a git tree may come from.
-    fn key(&self, store: &str) -> String {
-        let mode = if self.recursive { "nar" } else { "flat" };
-        let commit = self.commit.as_deref().unwrap_or("-");
-        format!("{store}|{mode}:{}|{commit}", self.hash.to_sri())
-    }
-}
-
-/// A SWHID that, if the archive has it, makes a source recoverable in this way.
-struct Candidate {
-    swhid: String,
-    how: How,
-}
-
 impl Auditor<'_> {
     /// Audits every source; `now` in unix seconds. A rate limit that cannot be waited out
     /// leaves the rest as "cannot tell", saying until when.
     pub async fn audit(&self, sources: &[Source], now: i64) -> Result<Vec<Audited>, AuditError> {
         let mut verdicts: Vec<Option<(Verdict, bool)>> = vec![None; sources.len()];
-        let mut questions: HashMap<usize, Question> = HashMap::new();
+        // Plans still open, by key: sources whose plans are alike are asked about once.
+        let mut open: BTreeMap<String, (Plan, Vec<usize>)> = BTreeMap::new();
         for (index, source) in sources.iter().enumerate() {
-            match Question::of(source) {
-                Err(why) => verdicts[index] = Some((Verdict::CannotTell { why }, false)),
-                Ok(question) => match self.cached(&question, now)? {
-                    Some(verdict) => verdicts[index] = Some((verdict, true)),
-                    None => {
-                        questions.insert(index, question);
-                    }
-                },
+            let request = match SourceRequest::of_source(source) {
+                Ok(request) => request,
+                Err(why) => {
+                    verdicts[index] =
+                        Some((Verdict::CannotTell { why: why.to_string(), because: Unasked::Input }, false));
+                    continue;
+                }
+            };
+            let plan = self.planner.plan(&request).await;
+            let key = plan.audit_key();
+            match self.cached(&key, now)? {
+                Some(verdict) => verdicts[index] = Some((verdict, true)),
+                None => open.entry(key).or_insert_with(|| (plan, Vec::new())).1.push(index),
             }
         }
 
-        // Step 2: what the archive can confirm in bulk.
-        let mut candidates: HashMap<usize, Vec<Candidate>> = HashMap::new();
-        for (&index, question) in &questions {
-            candidates.insert(index, self.candidates(question).await);
-        }
-        let mut swhids: Vec<String> = candidates.values().flatten().map(|candidate| candidate.swhid.clone()).collect();
-        swhids.sort();
-        swhids.dedup();
+        // The archive's objects named in advance, in bulk.
+        let mut named: Vec<Swhid> = open
+            .values()
+            .flat_map(|(plan, _)| plan.ways().iter().filter(|way| way.holder() == Holder::Archive))
+            .filter_map(|way| match way.lookup() {
+                Some(Lookup::Known(swhid)) => Some(swhid),
+                _ => None,
+            })
+            .collect();
+        named.sort();
+        named.dedup();
         let mut stopped: Option<String> = None;
-        let known = match self.archive.known(&swhids).await {
+        let known = match self.archive.known(&named).await {
             Ok(known) => known,
             Err(err) => {
                 stopped = Some(error_chain(&err));
                 HashMap::new()
             }
         };
+
+        // Plans the bulk answer settles first, then the others one lookup at a time.
+        let (settled, rest): (Vec<_>, Vec<_>) = open.into_iter().partition(|(_, (plan, _))| {
+            plan.ways()
+                .iter()
+                .any(|way| matches!(way.lookup(), Some(Lookup::Known(swhid)) if known.get(&swhid) == Some(&true)))
+        });
         let mut fresh = Vec::new();
-        let mut open: Vec<usize> = questions.keys().copied().collect();
-        open.sort_unstable();
-        let mut still_open = Vec::new();
-        for index in open {
-            let confirmed = candidates[&index].iter().find(|c| known.get(&c.swhid).copied().unwrap_or(false));
-            match confirmed {
-                Some(candidate) => {
-                    let verdict = Verdict::Recoverable { how: candidate.how, swhid: Some(candidate.swhid.clone()) };
-                    fresh.push((questions[&index].key(&self.store_id()), verdict.clone()));
-                    verdicts[index] = Some((verdict, false));
-                }
-                None => still_open.push(index),
+        let lookups = rest.len();
+        let in_order = settled
+            .into_iter()
+            .map(|plan| (None, plan))
+            .chain(rest.into_iter().enumerate().map(|(done, plan)| (Some(done), plan)));
+        for (done, (key, (plan, indexes))) in in_order {
+            if let Some(done) = done {
+                (self.progress)(done, lookups);
+            }
+            let verdict = self.walk(&plan, &known, &mut stopped).await;
+            if verdict.is_answer() {
+                fresh.push((key, verdict.clone()));
+            }
+            for index in indexes {
+                verdicts[index] = Some((verdict.clone(), false));
             }
         }
-
-        // Step 3: one by one, what nothing else could answer.
-        let lookups = still_open.len();
-        // Sources that share a hash (and commit) are asked about once.
-        let mut answered: HashMap<String, Verdict> = HashMap::new();
-        for (done, index) in still_open.into_iter().enumerate() {
-            (self.progress)(done, lookups);
-            let question = &questions[&index];
-            let key = question.key(&self.store_id());
-            let verdict = match (&stopped, answered.get(&key)) {
-                (_, Some(verdict)) => verdict.clone(),
-                (Some(why), None) => Verdict::CannotTell { why: why.clone() },
-                (None, None) => match self.look_up(question).await {
-                    Ok(verdict) => {
-                        fresh.push((key.clone(), verdict.clone()));
-                        answered.insert(key, verdict.clone());
-                        verdict
-                    }
-                    // The archive said "not now" or is out of reach (after the client's retries):
-                    // asking on would only wait the same way for every source left.
-                    Err(
-                        err @ (ApiError::RateLimited { .. } | ApiError::Transport { .. } | ApiError::Server { .. }),
-                    ) => {
-                        let why = error_chain(&err);
-                        stopped = Some(why.clone());
-                        Verdict::CannotTell { why }
-                    }
-                    Err(err) => Verdict::CannotTell { why: error_chain(&err) },
-                },
-            };
-            verdicts[index] = Some((verdict, false));
-        }
-        let encoded: Vec<(String, String)> = fresh
-            .iter()
-            .map(|(key, verdict)| (key.clone(), serde_json::to_string(verdict).expect("a verdict serialises")))
-            .collect();
-        self.state.keep_verdicts(&encoded, now)?;
+        self.state.keep_verdicts(&fresh, now)?;
 
         Ok(sources
             .iter()
@@ -287,121 +304,91 @@ impl Auditor<'_> {
             .collect())
     }
 
-    fn cached(&self, question: &Question, now: i64) -> Result<Option<Verdict>, AuditError> {
-        let Some((json, checked_at)) = self.state.verdict(&question.key(&self.store_id()))? else { return Ok(None) };
-        let Ok(verdict) = serde_json::from_str::<Verdict>(&json) else { return Ok(None) };
+    /// Answers the plan's lookups in order until a way gives the source (see the module docs).
+    async fn walk(&self, plan: &Plan, known: &HashMap<Swhid, bool>, stopped: &mut Option<String>) -> Verdict {
+        let cannot_tell = |why: &str| Verdict::CannotTell { why: why.to_owned(), because: Unasked::Archive };
+        let mut unusable = Vec::new();
+        for way in plan.ways().iter().filter(|way| way.holder() == Holder::Archive) {
+            let answer = match (way.lookup(), stopped.as_deref()) {
+                (Some(Lookup::Known(swhid)), None) => Answer::Known(known.get(&swhid).copied().unwrap_or(false)),
+                (Some(_), Some(why)) => return cannot_tell(why),
+                (Some(lookup), None) => match ask(self.archive, way, &lookup, &plan.request).await {
+                    Ok(answer) => answer,
+                    Err(err) => {
+                        let why = error_chain(&err);
+                        // Asking on would only wait the same way for every source left.
+                        if err.archive_unreachable() {
+                            *stopped = Some(why.clone());
+                        }
+                        return cannot_tell(&why);
+                    }
+                },
+                (None, _) => continue,
+            };
+            let recoverable = |swhid| {
+                let how = How::of(way.kind()).expect("an archive's way has a how");
+                Verdict::Recoverable { how, way: way.kind(), swhid }
+            };
+            match plan.judge(way, answer, &unusable) {
+                Finding::Found(target) => return recoverable(target_swhid(&target)),
+                Finding::FoundIfKept(content) => {
+                    let kept = match self.archive.known(std::slice::from_ref(&content)).await {
+                        Ok(known) => known.get(&content).copied().unwrap_or(false),
+                        Err(err) => {
+                            let why = error_chain(&err);
+                            if err.is_unreachable() {
+                                *stopped = Some(why.clone());
+                            }
+                            return cannot_tell(&why);
+                        }
+                    };
+                    match kept {
+                        true => return recoverable(Some(content)),
+                        false => unusable.push(Unusable::Skipped(content)),
+                    }
+                }
+                Finding::Absent => {}
+                Finding::Unusable(why) => unusable.push(why),
+            }
+        }
+        let archived = match unusable.first().map(why_unusable) {
+            Some((why, swhid)) => Verdict::ArchivedNotRecoverable { why: why.to_owned(), swhid: Some(swhid) },
+            None => Verdict::NotArchived,
+        };
+        for way in plan.ways().iter().filter(|way| way.holder() == Holder::BinaryCache) {
+            let Some(lookup) = way.lookup() else { continue };
+            // A cache that cannot be asked leaves the archive's verdict as it is.
+            let Ok(answer) = ask(self.archive, way, &lookup, &plan.request).await else { continue };
+            if let Finding::Found(_) = plan.judge(way, answer, &unusable) {
+                let why = match &archived {
+                    Verdict::ArchivedNotRecoverable { why, .. } => why.clone(),
+                    _ => "not archived".to_owned(),
+                };
+                return Verdict::BinaryCacheOnly { why, cache: way.describe() };
+            }
+        }
+        archived
+    }
+
+    fn cached(&self, key: &str, now: i64) -> Result<Option<Verdict>, AuditError> {
+        let Some((verdict, checked_at)) = self.state.verdict::<Verdict>(key)? else { return Ok(None) };
         let fresh = matches!(verdict, Verdict::Recoverable { .. }) || now - checked_at < self.max_age;
         Ok(fresh.then_some(verdict))
     }
+}
 
-    /// Which recipe store verdicts were reached with (they depend on it).
-    fn store_id(&self) -> String {
-        self.store.map_or_else(|| "no store".to_owned(), RecipeStore::location)
-    }
-
-    /// The SWHIDs that would make the source recoverable, from its commit and the bridge index,
-    /// by the fetcher's rules: a git source at a commit comes from the commit or not at all; a
-    /// NAR hash (sha256) from the directory its entry names; a flat hash from a content its
-    /// entry names, or from the directory an archive's recipe rebuilds from.
-    async fn candidates(&self, question: &Question) -> Vec<Candidate> {
-        if let Some(commit) = &question.commit {
-            return vec![Candidate { swhid: commit.clone(), how: How::GitRevision }];
-        }
-        let Some(store) = self.store else { return Vec::new() };
-        let hash = &question.hash;
-        let key = match question.recursive {
-            true if hash.algo() == crate::hashing::HashAlgo::Sha256 => format!("nar-sha256/{}", hash.to_hex()),
-            true => return Vec::new(),
-            false => format!("{}/{}", hash.algo().name(), hash.to_hex()),
-        };
-        // An unreadable entry is as good as none: the lookups below still run.
-        let Ok(Some(entry)) = store.bridge(&key).await else { return Vec::new() };
-        let (swhid, how) = match (question.recursive, entry.unpacked) {
-            (true, Some(unpacked)) if is_directory_swhid(&unpacked.swhid) => (unpacked.swhid, How::BridgeIndex),
-            (false, Some(_)) if is_directory_swhid(&entry.tree) && self.has_recipe(hash).await => {
-                (entry.tree, How::RecipeAndDirectory)
-            }
-            (false, None) if is_content_swhid(&entry.tree) => (entry.tree, How::BridgeIndex),
-            _ => return Vec::new(),
-        };
-        vec![Candidate { swhid, how }]
-    }
-
-    /// Looks a source up one request at a time, in the fetcher's order (step 3 of the module
-    /// docs).
-    async fn look_up(&self, question: &Question) -> Result<Verdict, ApiError> {
-        let hash = &question.hash;
-        let algo = hash.algo().name();
-        if question.recursive {
-            return match self.archive.extid(&format!("nar-{algo}"), hash.digest()).await {
-                Ok(extid) => Ok(Verdict::Recoverable { how: How::NarExtid, swhid: Some(extid.target) }),
-                Err(ApiError::NotFound { .. }) => Ok(Verdict::NotArchived),
-                Err(err) => Err(err),
-            };
-        }
-        if matches!(algo, "sha1" | "sha256") {
-            if let Some(verdict) = self.content(algo, &hash.to_hex()).await? {
-                return Ok(verdict);
-            }
-        }
-        let recipe = match self.store {
-            Some(store) => store.get(hash).await.ok().flatten(),
-            None => None,
-        };
-        match self.archive.extid(&format!("checksum-{algo}"), hash.digest()).await {
-            Ok(extid) if extid.target.starts_with("swh:1:cnt:") => {
-                Ok(Verdict::Recoverable { how: How::RawContent, swhid: Some(extid.target) })
-            }
-            Ok(extid) => Ok(match recipe {
-                Some(_) => Verdict::Recoverable { how: How::RecipeAndDirectory, swhid: Some(extid.target) },
-                None => {
-                    Verdict::ArchivedNotRecoverable { why: TARBALL_WITHOUT_RECIPE.into(), swhid: Some(extid.target) }
-                }
-            }),
-            // No ExtID, but a recipe: the fetcher rebuilds from the tree the recipe names, if
-            // the archive has it.
-            Err(ApiError::NotFound { .. }) => match recipe {
-                Some(recipe) if is_directory_swhid(&recipe.tree) => {
-                    let known = self.archive.known(std::slice::from_ref(&recipe.tree)).await?;
-                    Ok(match known.get(&recipe.tree).copied().unwrap_or(false) {
-                        true => Verdict::Recoverable { how: How::RecipeAndDirectory, swhid: Some(recipe.tree) },
-                        false => Verdict::NotArchived,
-                    })
-                }
-                _ => Ok(Verdict::NotArchived),
-            },
-            Err(err) => Err(err),
-        }
-    }
-
-    async fn content(&self, algo: &str, hex: &str) -> Result<Option<Verdict>, ApiError> {
-        match self.archive.content(algo, hex).await {
-            Ok(info) => {
-                let swhid = info.checksums.get("sha1_git").map(|id| format!("swh:1:cnt:{id}"));
-                Ok(Some(match info.status.as_str() {
-                    "visible" => Verdict::Recoverable { how: How::RawContent, swhid },
-                    _ => Verdict::ArchivedNotRecoverable { why: CONTENT_SKIPPED.into(), swhid },
-                }))
-            }
-            Err(ApiError::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Whether the store has the recipe (a bridge entry is written with it, but an HTTP store
-    /// may be mirrored in part).
-    async fn has_recipe(&self, hash: &Hash) -> bool {
-        match self.store {
-            Some(store) => matches!(store.get(hash).await, Ok(Some(_))),
-            None => false,
-        }
+fn target_swhid(target: &Target) -> Option<Swhid> {
+    match target {
+        Target::Content(swhid) | Target::Tree(swhid) | Target::Commit(swhid) | Target::Rebuilt(swhid) => Some(*swhid),
+        Target::Url(_) | Target::Nar(_) => None,
     }
 }
 
-/// Fetches `count` recoverable sources, picked at random by `seed`, through the real fetcher, to
-/// check that "recoverable" means a fetch succeeds.
+/// Fetches `count` recoverable sources, picked at random by `seed`, through `fetcher` (which
+/// should use no cache, hashed mirror or binary cache: the sample checks the archive), to check
+/// that "recoverable" means a fetch succeeds, by the way the audit said.
 pub async fn verify_sample(
-    fetcher: &crate::fallback::Fetcher,
+    fetcher: &Fetcher,
     sources: &[Source],
     audited: &[Audited],
     count: usize,
@@ -419,28 +406,17 @@ pub async fn verify_sample(
     }
     let mut checks = Vec::new();
     for audited in recoverable.into_iter().take(count) {
-        let source = &sources[audited.index];
-        let question = Question::of(source).expect("a recoverable source has a usable hash");
+        let mut request =
+            SourceRequest::of_source(&sources[audited.index]).expect("a recoverable source can be asked for");
+        request.urls.clear();
         let (ok, detail) = match tempfile::tempdir() {
             Err(err) => (false, format!("failed to make a scratch directory: {err}")),
-            Ok(scratch) => {
-                let commit = question.commit.as_deref().map(|c| c.trim_start_matches("swh:1:rev:"));
-                let mode =
-                    if question.recursive { crate::fallback::Mode::Recursive } else { crate::fallback::Mode::Flat };
-                let request = crate::fallback::FetchRequest {
-                    hash: &question.hash,
-                    mode,
-                    urls: &[],
-                    git_commit: commit,
-                    hashed_mirrors: &[],
-                };
-                match fetcher.fetch(&request, &scratch.path().join("out")).await {
-                    Ok(report) => (true, report.origin),
-                    Err(err) => (false, error_chain(&err)),
-                }
-            }
+            Ok(scratch) => match fetcher.fetch(&request, &scratch.path().join("out")).await {
+                Ok(report) => (true, report.origin),
+                Err(err) => (false, error_chain(&err)),
+            },
         };
-        checks.push(report::Verification { index: audited.index, integrity: question.hash.to_sri(), ok, detail });
+        checks.push(report::Verification { index: audited.index, integrity: request.hash.to_sri(), ok, detail });
     }
     checks
 }
@@ -467,7 +443,7 @@ pub struct Summary {
 }
 
 /// How many hosts the summary keeps (the rest are counted as `other hosts`).
-pub const TOP_HOSTS: usize = 15;
+pub(crate) const TOP_HOSTS: usize = 15;
 
 impl Summary {
     pub fn of(audited: &[Audited]) -> Summary {
@@ -480,7 +456,7 @@ impl Summary {
         ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
         let top: std::collections::HashSet<&str> = ranked.iter().take(TOP_HOSTS).map(|(h, _)| *h).collect();
         for a in audited {
-            let status = a.verdict.status();
+            let status = a.verdict.status().name();
             *summary.by_status.entry(status.to_owned()).or_default() += 1;
             let detail = a.verdict.detail();
             if !detail.is_empty() {

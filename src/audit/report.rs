@@ -6,14 +6,16 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{Audited, Summary};
+use super::{Audited, Status, Summary};
+use crate::state::{State, StateError};
 
-/// Statuses in the order reports show them, with their colours.
-const STATUSES: [(&str, &str, &str); 4] = [
-    ("recoverable", "recoverable bit for bit", "#2e7d32"),
-    ("archived_not_recoverable", "archived, not recoverable", "#f9a825"),
-    ("not_archived", "not archived", "#c62828"),
-    ("cannot_tell", "cannot tell", "#9e9e9e"),
+/// Statuses in the order reports show them, with their labels and colours.
+const STATUSES: [(&str, &str, &str); 5] = [
+    (Status::Recoverable.name(), "recoverable bit for bit", "#2e7d32"),
+    (Status::BinaryCacheOnly.name(), "only in a binary cache", "#1565c0"),
+    (Status::ArchivedNotRecoverable.name(), "archived, not recoverable", "#f9a825"),
+    (Status::NotArchived.name(), "not archived", "#c62828"),
+    (Status::CannotTell.name(), "cannot tell", "#9e9e9e"),
 ];
 
 /// A fetch made to check the audit's word.
@@ -55,11 +57,25 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn between(
-        previous: &BTreeMap<String, usize>,
-        now: &BTreeMap<String, usize>,
-        revision: Option<String>,
-    ) -> Change {
+    /// Records a finished audit of `file` in `state` and returns the change since the previous
+    /// one. An unfinished audit (see [`super::Verdict::is_unfinished`]) is not recorded, since it
+    /// is no baseline for the next, and shows no change.
+    pub fn record(
+        state: &State,
+        file: &str,
+        revision: Option<&str>,
+        summary: &Summary,
+        audited: &[Audited],
+        now: i64,
+    ) -> Result<Option<Change>, StateError> {
+        if audited.iter().any(|a| a.verdict.is_unfinished()) {
+            return Ok(None);
+        }
+        let previous = state.record_audit(file, revision, &summary.by_status, now)?;
+        Ok(previous.map(|past| Change::between(&past.counts, &summary.by_status, past.revision)))
+    }
+
+    fn between(previous: &BTreeMap<String, usize>, now: &BTreeMap<String, usize>, revision: Option<String>) -> Change {
         let by_status = STATUSES
             .iter()
             .map(|(status, ..)| {
@@ -166,8 +182,9 @@ impl AuditReport {
         {
             let Some(values) = self.summary.by_facet.get(facet) else { continue };
             let _ = writeln!(out, "\n## By {title}\n");
-            out.push_str("| | sources | recoverable | archived, not recoverable | not archived | cannot tell |\n");
-            out.push_str("|---|---:|---:|---:|---:|---:|\n");
+            let labels: Vec<&str> = STATUSES.iter().map(|(_, label, _)| *label).collect();
+            let _ = writeln!(out, "| | sources | {} |", labels.join(" | "));
+            let _ = writeln!(out, "|---|---:|{}", "---:|".repeat(labels.len()));
             for (value, counts) in by_size(values) {
                 let total: usize = counts.values().sum();
                 let cells: Vec<String> =

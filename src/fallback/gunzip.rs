@@ -10,7 +10,7 @@ use std::io::{self, Read};
 const INPUT: usize = 256 << 10;
 
 /// The uncompressed bytes of the gzip stream `inner` holds.
-pub struct GunzipReader<R> {
+pub(crate) struct GunzipReader<R> {
     inner: R,
     inflate: zlib_rs::Inflate,
     input: Vec<u8>,
@@ -20,7 +20,7 @@ pub struct GunzipReader<R> {
 }
 
 impl<R: Read> GunzipReader<R> {
-    pub fn new(inner: R) -> GunzipReader<R> {
+    pub(crate) fn new(inner: R) -> GunzipReader<R> {
         GunzipReader {
             inner,
             // 16 + 15: a gzip header, and a 32 KiB window.

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use super::fetch::{FetchError, FetchReport, FetchRequest, Fetcher, Mode};
-use crate::hashing::{Hash, HashAlgo};
-use crate::store::{Derivation, NixStore, StoreError};
+use super::fetch::{FetchError, FetchReport, Fetcher};
+use crate::hashing::{Hash, HashAlgo, HashMode, ObjectType, Swhid};
+use crate::plan::{SourceRequest, as_committed};
+use crate::store::{Derivation, NixStore, StoreError, StorePath};
 
 /// A source the store is missing, as its fixed-output derivation describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,17 +16,15 @@ pub struct MissingSource {
     pub drv: String,
     /// The output path the derivation promises.
     pub output: String,
-    pub hash: Hash,
-    pub mode: Mode,
-    /// The derivation's download URLs (`urls`, else `url`), `mirror://` ones left out: the
-    /// fetcher cannot expand them, and the archive is asked by hash anyway.
-    pub urls: Vec<String>,
-    /// A full commit id, for sources fetched from git.
-    pub git_commit: Option<String>,
+    /// What to fetch: the hash, the derivation's download URLs (`urls`, else `url`; `mirror://`
+    /// ones left out: the fetcher cannot expand them, and the archive is asked by hash anyway),
+    /// the commit of a git checkout taken as committed, the output path for binary caches.
+    pub request: SourceRequest,
 }
 
 /// Why a missing source could not be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PrefetchError {
     #[error("{drv} has a fixed output whose hash cannot be read: {reason}")]
     UnreadableHash { drv: String, reason: String },
@@ -49,26 +48,39 @@ impl MissingSource {
         let output = derivation.fixed_output()?;
         let unreadable = |reason: String| PrefetchError::UnreadableHash { drv: drv.to_owned(), reason };
         let (mode, algo) = match output.hash_algo.strip_prefix("r:") {
-            Some(algo) => (Mode::Recursive, algo),
-            None => (Mode::Flat, output.hash_algo.as_str()),
+            Some(algo) => (HashMode::Recursive, algo),
+            None => (HashMode::Flat, output.hash_algo.as_str()),
         };
         let source = algo
             .parse::<HashAlgo>()
             .map_err(|e| unreadable(e.to_string()))
             .and_then(|algo| Hash::parse(&output.hash, Some(algo)).map_err(|e| unreadable(e.to_string())))
             .map(|hash| {
-                let urls = derivation.env.get("urls").or_else(|| derivation.env.get("url"));
-                let urls = urls
+                let env = |name: &str| derivation.env.get(name).map(String::as_str).filter(|value| !value.is_empty());
+                let urls = env("urls")
+                    .or_else(|| env("url"))
                     .map(|urls| {
                         urls.split_whitespace().filter(|u| !u.starts_with("mirror://")).map(str::to_owned).collect()
                     })
                     .unwrap_or_default();
-                let git_commit = derivation
-                    .env
-                    .get("rev")
-                    .filter(|rev| rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .cloned();
-                MissingSource { drv: drv.to_owned(), output: output.path.clone(), hash, mode, urls, git_commit }
+                // fetchgit's derivations say what they add to or take from the commit's tree.
+                let committed = as_committed(
+                    env("fetchSubmodules").is_some_and(|v| v == "1"),
+                    env("sparseCheckout").is_some(),
+                    env("postFetch").is_some(),
+                );
+                let git_commit = env("rev")
+                    .filter(|_| committed)
+                    .and_then(|rev| Swhid::from_hex(ObjectType::Revision, &rev.to_ascii_lowercase()).ok());
+                let request = SourceRequest {
+                    hash,
+                    mode,
+                    urls,
+                    git_commit,
+                    store_path: StorePath::parse(&output.path).ok(),
+                    narinfo: None,
+                };
+                MissingSource { drv: drv.to_owned(), output: output.path.clone(), request }
             });
         Some(source)
     }
@@ -86,7 +98,6 @@ pub async fn prefetch_source(
     fetcher: &Fetcher,
     store: &NixStore,
     source: &MissingSource,
-    hashed_mirrors: &[String],
     scratch: &Path,
 ) -> Result<FetchReport, PrefetchError> {
     let dir = tempfile::Builder::new()
@@ -95,15 +106,9 @@ pub async fn prefetch_source(
         .map_err(|source| PrefetchError::Scratch { dir: scratch.to_owned(), source })?;
     // nix-store --add-fixed names the store path after the file.
     let fetched = dir.path().join(source.name());
-    let request = FetchRequest {
-        hash: &source.hash,
-        mode: source.mode,
-        urls: &source.urls,
-        git_commit: source.git_commit.as_deref(),
-        hashed_mirrors,
-    };
-    let report = fetcher.fetch(&request, &fetched).await?;
-    let added = store.add_fixed(source.mode == Mode::Recursive, source.hash.algo(), &fetched)?;
+    let report = fetcher.fetch(&source.request, &fetched).await?;
+    let request = &source.request;
+    let added = store.add_fixed(request.mode == HashMode::Recursive, request.hash.algo(), &fetched)?;
     if added != source.output {
         return Err(PrefetchError::WrongPath { drv: source.drv.clone(), added, expected: source.output.clone() });
     }

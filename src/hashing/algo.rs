@@ -23,10 +23,10 @@ pub enum HashAlgo {
 
 impl HashAlgo {
     /// Every algorithm, weakest first.
-    pub const ALL: [HashAlgo; 4] = [HashAlgo::Md5, HashAlgo::Sha1, HashAlgo::Sha256, HashAlgo::Sha512];
+    pub(crate) const ALL: [HashAlgo; 4] = [HashAlgo::Md5, HashAlgo::Sha1, HashAlgo::Sha256, HashAlgo::Sha512];
 
     /// The name Nix uses (`outputHashAlgo`, SRI prefix, mirror path segment).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HashAlgo::Md5 => "md5",
             HashAlgo::Sha1 => "sha1",
@@ -36,7 +36,7 @@ impl HashAlgo {
     }
 
     /// Digest length in bytes.
-    pub fn digest_len(self) -> usize {
+    pub(crate) fn digest_len(self) -> usize {
         match self {
             HashAlgo::Md5 => 16,
             HashAlgo::Sha1 => 20,
@@ -91,7 +91,7 @@ pub enum Hasher {
 }
 
 impl Hasher {
-    pub fn algo(&self) -> HashAlgo {
+    pub(crate) fn algo(&self) -> HashAlgo {
         match self {
             Hasher::Md5(_) => HashAlgo::Md5,
             Hasher::Sha1(_) => HashAlgo::Sha1,
@@ -121,7 +121,7 @@ impl Hasher {
     }
 
     /// Hashes everything `reader` yields.
-    pub fn hash_reader(algo: HashAlgo, mut reader: impl Read) -> io::Result<super::Hash> {
+    pub(crate) fn hash_reader(algo: HashAlgo, mut reader: impl Read) -> io::Result<super::Hash> {
         let mut hasher = algo.hasher();
         let mut buf = vec![0u8; 256 * 1024];
         loop {

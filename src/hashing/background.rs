@@ -33,7 +33,7 @@ enum Job {
 
 /// An [`io::Write`] whose bytes, and whole files handed to [`BackgroundHasher::hash_file`], are
 /// hashed in order on a worker thread.
-pub struct BackgroundHasher {
+pub(crate) struct BackgroundHasher {
     buf: Vec<u8>,
     /// Set when the hasher is dropped unfinished (the walk failed), so that the worker stops
     /// instead of hashing the large files still queued.
@@ -44,7 +44,7 @@ pub struct BackgroundHasher {
 }
 
 impl BackgroundHasher {
-    pub fn new(algo: HashAlgo) -> Result<BackgroundHasher, TreeError> {
+    pub(crate) fn new(algo: HashAlgo) -> Result<BackgroundHasher, TreeError> {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(QUEUED);
         let (spares_tx, spares_rx) = sync_channel::<Vec<u8>>(SPARES + 1);
         for _ in 0..SPARES {
@@ -83,13 +83,13 @@ impl BackgroundHasher {
 
     /// Hashes exactly `size` bytes of `file`, from its start, next in the stream. A file that is
     /// shorter or longer makes [`BackgroundHasher::finish`] fail.
-    pub fn hash_file(&mut self, file: Arc<File>, path: PathBuf, size: u64) {
+    pub(crate) fn hash_file(&mut self, file: Arc<File>, path: PathBuf, size: u64) {
         self.ship_buffer();
         self.send(Job::File { file, path, size });
     }
 
     /// Hashes what is still buffered and returns the digest of everything written.
-    pub fn finish(mut self) -> Result<Hash, TreeError> {
+    pub(crate) fn finish(mut self) -> Result<Hash, TreeError> {
         self.ship_buffer();
         drop(self.jobs.take());
         self.worker.take().expect("finish runs once").join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -23,6 +23,49 @@ use data_encoding::{BASE64, HEXLOWER_PERMISSIVE};
 use super::algo::{HashAlgo, UnknownAlgo};
 use super::nix32;
 
+/// How a fixed-output hash covers its source (Nix's `outputHashMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashMode {
+    /// The bytes of one file (`fetchurl`).
+    Flat,
+    /// The NAR of a tree (`fetchzip`, `fetchgit`, …).
+    Recursive,
+}
+
+impl HashMode {
+    /// `flat` or `recursive`, as sources.json and Nix spell it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            HashMode::Flat => "flat",
+            HashMode::Recursive => "recursive",
+        }
+    }
+}
+
+impl fmt::Display for HashMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A hash mode other than `flat` and `recursive`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown hash mode {0:?}: expected flat or recursive")]
+pub struct UnknownHashMode(pub String);
+
+impl FromStr for HashMode {
+    type Err = UnknownHashMode;
+
+    fn from_str(s: &str) -> Result<HashMode, UnknownHashMode> {
+        match s {
+            "flat" => Ok(HashMode::Flat),
+            "recursive" => Ok(HashMode::Recursive),
+            _ => Err(UnknownHashMode(s.to_owned())),
+        }
+    }
+}
+
 /// A digest together with the algorithm that produced it.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hash {
@@ -44,9 +87,9 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    pub const ALL: [Encoding; 4] = [Encoding::Sri, Encoding::Nix32, Encoding::Hex, Encoding::Base64];
+    pub(crate) const ALL: [Encoding; 4] = [Encoding::Sri, Encoding::Nix32, Encoding::Hex, Encoding::Base64];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Encoding::Sri => "sri",
             Encoding::Nix32 => "nix32",
@@ -68,6 +111,7 @@ impl Encoding {
 
 /// Why a string is not a valid hash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HashParseError {
     #[error("invalid hash `{input}`: {source}")]
     UnknownAlgo {
@@ -101,7 +145,7 @@ impl Hash {
         self.algo
     }
 
-    pub fn digest(&self) -> &[u8] {
+    pub(crate) fn digest(&self) -> &[u8] {
         &self.digest
     }
 

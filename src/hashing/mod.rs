@@ -5,17 +5,18 @@
 //! memory, a NAR stream, a tar archive) into one or more sinks (a NAR writer, a SWHID hasher, a
 //! restorer on disk, an in-memory builder).
 
-pub mod algo;
-pub mod background;
-pub mod hash;
+pub(crate) mod algo;
+pub(crate) mod background;
+pub(crate) mod hash;
+#[cfg(test)]
+mod known_answers;
 pub mod nar;
-pub mod nix32;
+pub(crate) mod nix32;
 pub mod swhid;
 pub mod swhid_hasher;
 pub mod tree;
 pub mod tree_hasher;
 
-pub use algo::{HashAlgo, Hasher};
-pub use background::BackgroundHasher;
-pub use hash::{Encoding, Hash, HashParseError};
+pub use algo::{HashAlgo, Hasher, UnknownAlgo};
+pub use hash::{Encoding, Hash, HashMode, HashParseError, UnknownEncoding, UnknownHashMode};
 pub use swhid::{ObjectType, Swhid};

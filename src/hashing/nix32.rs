@@ -10,15 +10,15 @@
 //!   rejects it), so every digest has exactly one spelling.
 
 /// The 32 characters, by value.
-pub const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+pub(crate) const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
 
 /// Number of characters that encode `byte_len` bytes.
-pub fn encoded_len(byte_len: usize) -> usize {
+pub(crate) fn encoded_len(byte_len: usize) -> usize {
     (byte_len * 8).div_ceil(5)
 }
 
 /// Encodes `bytes` the way Nix prints base32 hashes.
-pub fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     let len = encoded_len(bytes.len());
     let mut out = String::with_capacity(len);
     for n in (0..len).rev() {
@@ -36,7 +36,7 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// Why a string is not valid nix32 for a given digest length.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Nix32Error {
+pub(crate) enum Nix32Error {
     #[error("expected {expected} base32 characters, found {found}")]
     Length { expected: usize, found: usize },
     #[error("`{0}` is not a Nix base32 character (the alphabet has no e, o, t or u)")]
@@ -46,7 +46,7 @@ pub enum Nix32Error {
 }
 
 /// Decodes a nix32 string into exactly `byte_len` bytes.
-pub fn decode(s: &str, byte_len: usize) -> Result<Vec<u8>, Nix32Error> {
+pub(crate) fn decode(s: &str, byte_len: usize) -> Result<Vec<u8>, Nix32Error> {
     let expected = encoded_len(byte_len);
     if s.len() != expected {
         return Err(Nix32Error::Length { expected, found: s.chars().count() });

@@ -24,7 +24,7 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
-    pub fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             ObjectType::Content => "cnt",
             ObjectType::Directory => "dir",
@@ -55,6 +55,12 @@ impl Swhid {
         Swhid { object_type, id }
     }
 
+    /// The object of this type whose id is `hex` (40 lowercase hex digits, as the API and git
+    /// write object ids).
+    pub fn from_hex(object_type: ObjectType, hex: &str) -> Result<Swhid, SwhidParseError> {
+        format!("swh:1:{}:{hex}", object_type.tag()).parse()
+    }
+
     /// The id as 40 lowercase hex characters (also the git object id).
     pub fn hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.id)
@@ -70,6 +76,21 @@ impl fmt::Display for Swhid {
 impl fmt::Debug for Swhid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Swhid {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read from its text form, so that whatever is read (an API answer, a recipe, a bridge entry) is
+/// a well-formed core SWHID before it goes anywhere, into an API URL say.
+impl<'de> serde::Deserialize<'de> for Swhid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Swhid, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -112,27 +133,27 @@ impl FromStr for Swhid {
 }
 
 /// Incremental git blob hasher: the content SWHID of bytes whose length is known up front.
-pub struct BlobHasher {
+pub(crate) struct BlobHasher {
     sha1: Sha1,
     announced: u64,
     fed: u64,
 }
 
 impl BlobHasher {
-    pub fn new(len: u64) -> BlobHasher {
+    pub(crate) fn new(len: u64) -> BlobHasher {
         let mut sha1 = Sha1::new();
         sha1.update(format!("blob {len}\0").as_bytes());
         BlobHasher { sha1, announced: len, fed: 0 }
     }
 
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         self.fed += data.len() as u64;
         self.sha1.update(data);
     }
 
     /// The content id, or `None` if the bytes fed were not exactly the announced length (the
     /// header already hashed would make any id wrong).
-    pub fn finish(self) -> Option<Swhid> {
+    pub(crate) fn finish(self) -> Option<Swhid> {
         (self.fed == self.announced).then(|| Swhid::new(ObjectType::Content, self.sha1.finalize().into()))
     }
 }
@@ -174,7 +195,7 @@ pub enum GitMode {
 }
 
 impl GitMode {
-    pub fn octal(self) -> &'static [u8] {
+    pub(crate) fn octal(self) -> &'static [u8] {
         match self {
             GitMode::File => b"100644",
             GitMode::Executable => b"100755",
@@ -186,7 +207,7 @@ impl GitMode {
 
 /// Computes a git tree id from its entries, in any order: git sorts entries by name bytes with `/`
 /// appended to directory names (so `a.b` < `a/` < `a0` for a directory `a`).
-pub fn directory_id(entries: &mut [(Vec<u8>, GitMode, [u8; 20])]) -> Swhid {
+pub(crate) fn directory_id(entries: &mut [(Vec<u8>, GitMode, [u8; 20])]) -> Swhid {
     entries.sort_by_cached_key(|(name, mode, _)| git_sort_key(name, *mode));
     let body_len: usize = entries.iter().map(|(name, mode, _)| mode.octal().len() + name.len() + 22).sum();
     let mut sha1 = Sha1::new();

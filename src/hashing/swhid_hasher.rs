@@ -185,13 +185,13 @@ impl SwhidHasher {
     }
 
     /// Also records every file's and symlink's content id.
-    pub fn recording_contents(mut self) -> SwhidHasher {
+    pub(crate) fn recording_contents(mut self) -> SwhidHasher {
         self.contents = Some(Vec::new());
         self
     }
 
     /// Takes large files by handle and hashes them on a thread of its own.
-    pub fn with_worker(mut self) -> Result<SwhidHasher, TreeError> {
+    pub(crate) fn with_worker(mut self) -> Result<SwhidHasher, TreeError> {
         self.worker = Some(BlobWorker::start()?);
         Ok(self)
     }

@@ -25,7 +25,7 @@ use crate::sources::{Source, SourcesFile};
 const WALKER: &str = include_str!("walker.nix");
 
 /// Failures whose reason is looked up; past this many, only the attribute is named.
-pub const MAX_REASONS: usize = 100;
+pub(crate) const MAX_REASONS: usize = 100;
 
 /// What `list` is asked to do.
 #[derive(Debug, Clone)]
@@ -121,6 +121,7 @@ impl RawEvaluation {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListError {
     #[error("failed to run {program}")]
     Spawn {
@@ -236,7 +237,7 @@ fn run_pool<T: Send>(
 
 /// The sources of a raw evaluation, with what was rejected or dropped.
 #[derive(Debug, Default)]
-pub struct NormalisedAll {
+pub(crate) struct NormalisedAll {
     pub sources: Vec<Source>,
     pub rejected: Vec<NormaliseError>,
     pub unknown_mirrors: Vec<String>,
@@ -245,7 +246,7 @@ pub struct NormalisedAll {
 /// Normalises raw records, keeping one source per store path, sorted by store path. Records that
 /// share a store path (the same name and hash, fetched from different URLs) are taken in a fixed
 /// order and their URLs merged, so the result does not depend on which evaluator finished first.
-pub fn normalise_all(raw: &[Value], mirrors: &Mirrors) -> NormalisedAll {
+pub(crate) fn normalise_all(raw: &[Value], mirrors: &Mirrors) -> NormalisedAll {
     let store_path = |r: &Value| r.get("storePath").and_then(Value::as_str).unwrap_or("").to_owned();
     let mut records: Vec<(String, &Value)> = raw.iter().map(|r| (store_path(r), r)).collect();
     // Only records that share a store path need their whole text compared.
@@ -323,16 +324,16 @@ impl Evaluator {
 
     /// Runs Nix: its output, or its error message; a Nix killed by a signal (out of memory, say)
     /// is an error of the run, not of an attribute.
-    fn run(&self, mut cmd: Command, what: &[String]) -> Result<Result<Vec<u8>, String>, ListError> {
+    fn run(&self, mut cmd: Command, what: &[String]) -> Result<Evaluated, ListError> {
         use std::os::unix::process::ExitStatusExt;
         let out = cmd.output().map_err(|source| ListError::Spawn { program: "nix-instantiate".into(), source })?;
         if let Some(signal) = out.status.signal() {
             return Err(ListError::Killed { attributes: what.join(", "), signal });
         }
         if out.status.success() {
-            Ok(Ok(out.stdout))
+            Ok(Evaluated::Output(out.stdout))
         } else {
-            Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()))
+            Ok(Evaluated::Failed { stderr: String::from_utf8_lossy(&out.stderr).into_owned() })
         }
     }
 
@@ -340,8 +341,10 @@ impl Evaluator {
         let mut cmd = self.command();
         cmd.args(["--arg", "listRoots", "true"]);
         match self.run(cmd, &[])? {
-            Ok(stdout) => serde_json::from_slice(&stdout).map_err(ListError::Output),
-            Err(stderr) => Err(ListError::Evaluation { nixpkgs: self.nixpkgs.clone(), stderr: error_lines(&stderr) }),
+            Evaluated::Output(stdout) => serde_json::from_slice(&stdout).map_err(ListError::Output),
+            Evaluated::Failed { stderr } => {
+                Err(ListError::Evaluation { nixpkgs: self.nixpkgs.clone(), stderr: error_lines(&stderr) })
+            }
         }
     }
 
@@ -351,12 +354,12 @@ impl Evaluator {
         let mut cmd = self.command();
         cmd.arg("--argstr").arg("onlyJson").arg(serde_json::to_string(names).expect("strings serialise"));
         match self.run(cmd, names)? {
-            Ok(stdout) => serde_json::from_slice(&stdout).map_err(ListError::Output),
-            Err(stderr) if names.len() == 1 => Ok(RawEvaluation {
+            Evaluated::Output(stdout) => serde_json::from_slice(&stdout).map_err(ListError::Output),
+            Evaluated::Failed { stderr } if names.len() == 1 => Ok(RawEvaluation {
                 crashed: vec![FailedAttribute { attribute: names[0].clone(), reason: Some(error_lines(&stderr)) }],
                 ..RawEvaluation::default()
             }),
-            Err(_) => {
+            Evaluated::Failed { .. } => {
                 let (left, right) = names.split_at(names.len() / 2);
                 let mut evaluation = self.evaluate_bisecting(left)?;
                 evaluation.merge(self.evaluate_bisecting(right)?);
@@ -370,11 +373,17 @@ impl Evaluator {
         let mut cmd = self.command();
         cmd.arg("--argstr").arg("probe").arg(attribute);
         match self.run(cmd, &[attribute.to_owned()]) {
-            Ok(Err(stderr)) => error_lines(&stderr),
-            Ok(Ok(_)) => "it evaluates on its own; it failed only inside the walk".into(),
+            Ok(Evaluated::Failed { stderr }) => error_lines(&stderr),
+            Ok(Evaluated::Output(_)) => "it evaluates on its own; it failed only inside the walk".into(),
             Err(err) => err.to_string(),
         }
     }
+}
+
+/// What an evaluation came to: Nix's output, or the error it stopped on.
+enum Evaluated {
+    Output(Vec<u8>),
+    Failed { stderr: String },
 }
 
 /// The `error:` lines of Nix's stderr, without the traces around them.

@@ -24,7 +24,7 @@ use crate::sources::{Source, SourceType};
 /// One fixed-output derivation as the walker reports it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RawSource {
+pub(crate) struct RawSource {
     pub store_path: Option<String>,
     pub urls: Option<Vec<String>>,
     pub url: Option<String>,
@@ -41,7 +41,7 @@ pub struct RawSource {
 }
 
 /// The mirror lists of a revision: site name to URL prefixes.
-pub type Mirrors = BTreeMap<String, Vec<String>>;
+pub(crate) type Mirrors = BTreeMap<String, Vec<String>>;
 
 /// Why a raw record did not become a source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +53,7 @@ pub struct NormaliseError {
 
 /// A source, and what was dropped from it on the way.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Normalised {
+pub(crate) struct Normalised {
     pub source: Source,
     /// `mirror://` URLs naming a site the revision's mirrors.nix does not have: like fetchurl's
     /// builder, the URL is dropped and the others kept.
@@ -61,7 +61,7 @@ pub struct Normalised {
 }
 
 /// Turns a raw record into a source, expanding mirror URLs with `mirrors`.
-pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Normalised, NormaliseError> {
+pub(crate) fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Normalised, NormaliseError> {
     let fail = |reason: String| NormaliseError { store_path: raw.store_path.clone(), reason };
     let output_hash = text(&raw.output_hash).ok_or_else(|| fail("it has no outputHash".into()))?;
     let algo = match text(&raw.output_hash_algo) {
@@ -156,7 +156,7 @@ pub fn normalise(raw: &RawSource, mirrors: &Mirrors) -> Result<Normalised, Norma
 
 /// URLs with their mirrors expanded, and the ones whose site is unknown.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Expanded {
+pub(crate) struct Expanded {
     pub urls: Vec<String>,
     pub unknown: Vec<String>,
 }
@@ -168,7 +168,7 @@ fn text(value: &Option<String>) -> Option<&str> {
 
 /// Expands `mirror://site/path` URLs into one URL per mirror of the site, keeping the order and
 /// dropping repeats; a URL whose site is unknown is set aside.
-pub fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Expanded {
+pub(crate) fn expand_mirrors(urls: &[String], mirrors: &Mirrors) -> Expanded {
     let mut out = Expanded::default();
     let mut push = |url: String| {
         if !out.urls.contains(&url) {

@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::binary_cache::{self, BinaryCache};
-use crate::fallback::{FetchRequest, Fetcher, Mode, error_chain};
+use crate::error_chain::error_chain;
+use crate::fallback::binary_cache;
+use crate::fallback::{FetchError, Fetcher};
 use crate::hashing::tree::memory::Node;
-use crate::hashing::{Hash, HashAlgo};
-use crate::recipes::bridge::BridgeEntry;
-use crate::recipes::store::RecipeStore;
-use crate::recipes::{MAX_PLAIN, Recipe};
+use crate::hashing::{HashAlgo, HashMode, Swhid};
+use crate::plan::{SourceRequest, Unaskable};
+use crate::recipes::bridge::{BridgeEntry, BridgeKey};
+use crate::recipes::store::{RecipeStore, StoreError};
+use crate::recipes::{MAX_PLAIN, Recipe, RecipeError};
 use crate::sources::{Source, SourceType};
 
 /// File names of the archives recipes are made for.
@@ -32,7 +34,7 @@ const ARCHIVE_SUFFIXES: [&str; 13] = [
 ];
 
 /// What a downloadable source is, for capturing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// Flat hash, an archive's name: recipe and bridge entry.
     Archive,
@@ -42,37 +44,75 @@ pub enum Kind {
     Recursive,
 }
 
+impl Kind {
+    /// `archive`, `file` or `recursive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Archive => "archive",
+            Kind::Plain => "file",
+            Kind::Recursive => "recursive",
+        }
+    }
+}
+
+/// Why a source is not captured at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotCapturable {
+    #[error("a VCS source")]
+    Vcs,
+    #[error(transparent)]
+    Unaskable(#[from] Unaskable),
+}
+
+/// Why a capture failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum CaptureError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("failed to read the downloaded file")]
+    Read(#[source] std::io::Error),
+    #[error("no recipe")]
+    NoRecipe(#[source] RecipeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("capturing panicked: {0}")]
+    Panicked(String),
+    #[error("{hash}: only sha256 NAR hashes are bridged")]
+    NotSha256 { hash: String },
+    /// A recursive source none of whose ways gave its tree: each says why.
+    #[error("{}", tried.join("; "))]
+    NoTree { tried: Vec<String> },
+}
+
 /// A source to capture.
 #[derive(Debug, Clone)]
-pub struct Capture {
+pub(crate) struct Capture {
     pub kind: Kind,
-    pub hash: Hash,
-    pub urls: Vec<String>,
+    pub request: SourceRequest,
 }
 
 impl Capture {
     /// The capture a `url` source calls for, or why it has none.
-    pub fn of(source: &Source) -> Result<Capture, &'static str> {
+    pub(crate) fn of(source: &Source) -> Result<Capture, NotCapturable> {
         if source.kind != SourceType::Url {
-            return Err("a VCS source");
+            return Err(NotCapturable::Vcs);
         }
-        let integrity = source.integrity.as_deref().ok_or("no hash")?;
-        let hash = Hash::parse(integrity, None).map_err(|_| "unreadable hash")?;
-        let urls = source.urls.clone().unwrap_or_default();
-        let kind = match source.output_hash_mode.as_deref() {
-            Some("recursive") => Kind::Recursive,
-            Some("flat") | None if urls.iter().any(|url| is_archive_url(url)) => Kind::Archive,
-            Some("flat") | None => Kind::Plain,
-            Some(_) => return Err("unknown hash mode"),
+        let request = SourceRequest::of_source(source)?;
+        let kind = match request.mode {
+            HashMode::Recursive => Kind::Recursive,
+            HashMode::Flat if request.urls.iter().any(|url| is_archive_url(url)) => Kind::Archive,
+            HashMode::Flat => Kind::Plain,
         };
-        Ok(Capture { kind, hash, urls })
+        Ok(Capture { kind, request })
     }
 
     /// Where a finished capture is found in the recipe store's bridge index.
-    pub fn bridge_key(&self) -> String {
+    pub(crate) fn bridge_key(&self) -> BridgeKey {
         match self.kind {
-            Kind::Recursive => format!("nar-{}/{}", self.hash.algo().name(), self.hash.to_hex()),
-            Kind::Archive | Kind::Plain => format!("{}/{}", self.hash.algo().name(), self.hash.to_hex()),
+            Kind::Recursive => BridgeKey::NarSha256(self.request.hash.clone()),
+            Kind::Archive | Kind::Plain => BridgeKey::Flat(self.request.hash.clone()),
         }
     }
 }
@@ -89,13 +129,13 @@ fn is_archive_url(url: &str) -> bool {
 }
 
 /// At most so many downloads at once from one host.
-pub struct HostLimits {
+pub(crate) struct HostLimits {
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl HostLimits {
-    pub fn new(per_host: usize) -> HostLimits {
+    pub(crate) fn new(per_host: usize) -> HostLimits {
         HostLimits { per_host: per_host.max(1), hosts: Mutex::new(HashMap::new()) }
     }
 
@@ -115,7 +155,7 @@ impl HostLimits {
 /// Memory that captures may hold at once, counted in MiB: making a recipe holds the file, its
 /// unpacked tree and rebuilt copies, so a capture reserves [`MEMORY_PER_BYTE`] times its file's
 /// size (at most the whole budget, so that a huge file runs alone rather than never).
-pub struct MemoryBudget {
+pub(crate) struct MemoryBudget {
     mib: u32,
     semaphore: Arc<Semaphore>,
 }
@@ -124,7 +164,7 @@ pub struct MemoryBudget {
 const MEMORY_PER_BYTE: u64 = 8;
 
 impl MemoryBudget {
-    pub fn new(mib: u32) -> MemoryBudget {
+    pub(crate) fn new(mib: u32) -> MemoryBudget {
         let mib = mib.max(1);
         MemoryBudget { mib, semaphore: Arc::new(Semaphore::new(mib as usize)) }
     }
@@ -143,101 +183,78 @@ pub struct Timings {
 }
 
 /// What capturing needs.
-pub struct Capturer<'a> {
+pub(crate) struct Capturer<'a> {
     pub fetcher: &'a Fetcher,
     pub store: &'a RecipeStore,
-    pub hashed_mirrors: &'a [String],
-    pub binary_caches: &'a [BinaryCache],
     pub hosts: &'a HostLimits,
     pub memory: &'a MemoryBudget,
 }
 
 impl Capturer<'_> {
-    /// Captures one source; returns the SWHID recorded (what SWH archives) or why not.
-    pub async fn capture(
+    /// Captures one source; returns the SWHID recorded (what SWH archives).
+    pub(crate) async fn capture(
         &self,
         capture: &Capture,
-        source: &Source,
         scratch: &Path,
         timings: &mut Timings,
-    ) -> Result<String, String> {
+    ) -> Result<Swhid, CaptureError> {
         match capture.kind {
             Kind::Archive | Kind::Plain => {
-                let (bytes, _reserved) = self.flat_bytes(capture, source, scratch, timings).await?;
+                let (bytes, _reserved) = self.flat_bytes(capture, scratch, timings).await?;
                 let started = Instant::now();
                 // A URL need not say what it serves (crates.io's end in `/download`): a plain
                 // file that turns out to be an archive gets a recipe too.
                 let archive = capture.kind == Kind::Archive || looks_like_an_archive(&bytes);
-                let made = if archive { recipe_of(bytes).await? } else { Err((String::new(), bytes)) };
+                let made = if archive { recipe_of(bytes).await? } else { Err((None, bytes)) };
                 let stored = match made {
-                    Ok((recipe, bytes, entry)) => {
-                        self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
-                        Ok(recipe.tree)
-                    }
+                    Ok((recipe, bytes, entry)) => self.store.put(&recipe, &bytes, &entry).map(|_| recipe.tree),
                     // A compressed single file (`.patch.gz`) starts like an archive and is not
                     // one: it is a plain file after all.
-                    Err((why, _)) if capture.kind == Kind::Archive => Err(why),
+                    Err((Some(why), _)) if capture.kind == Kind::Archive => return Err(CaptureError::NoRecipe(why)),
                     Err((_, bytes)) => {
                         let entry = BridgeEntry::of_content(&bytes);
-                        self.store.put_entry(&entry).map_err(|e| error_chain(&e)).map(|()| entry.tree)
+                        self.store.put_entry(&entry).map(|()| entry.tree)
                     }
                 };
                 timings.compute += started.elapsed();
-                stored
+                Ok(stored?)
             }
-            Kind::Recursive => self.recursive(capture, source, timings).await,
+            Kind::Recursive => self.recursive(capture, timings).await,
         }
     }
 
-    /// A flat-hashed file's verified bytes: URLs, hashed mirrors, archive, then binary caches.
+    /// A flat-hashed file's verified bytes, by the fetcher's plan (URLs, hashed mirrors, the
+    /// archive, binary caches).
     async fn flat_bytes(
         &self,
         capture: &Capture,
-        source: &Source,
         scratch: &Path,
         timings: &mut Timings,
-    ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), String> {
+    ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), CaptureError> {
         let file = scratch.join("file");
-        let request = FetchRequest {
-            hash: &capture.hash,
-            mode: Mode::Flat,
-            urls: &capture.urls,
-            git_commit: None,
-            hashed_mirrors: self.hashed_mirrors,
-        };
         let started = Instant::now();
         let fetched = {
-            let _permit = self.hosts.acquire(capture.urls.first()).await;
-            self.fetcher.fetch(&request, &file).await
-        };
-        let result = match fetched {
-            Ok(_) => {
-                // Reserved before the file is read in: it stays on disk until memory allows.
-                let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-                let reserved = self.memory.reserve(size).await;
-                std::fs::read(&file).map(|bytes| (bytes, reserved)).map_err(|e| error_chain(&e))
-            }
-            Err(err) => {
-                let why = error_chain(&err);
-                match self.nar_from_binary_caches(source).await {
-                    Ok(tree) => binary_cache::flat_file(tree, &capture.hash).map(|bytes| (bytes, None)),
-                    Err(more) if more.is_empty() => Err(why),
-                    Err(more) => Err(format!("{why}; {more}")),
-                }
-            }
+            let _permit = self.hosts.acquire(capture.request.urls.first()).await;
+            self.fetcher.fetch(&capture.request, &file).await
         };
         timings.download += started.elapsed();
-        result
+        fetched?;
+        // Reserved before the file is read in: it stays on disk until memory allows.
+        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+        let reserved = self.memory.reserve(size).await;
+        let bytes = std::fs::read(&file).map_err(CaptureError::Read)?;
+        Ok((bytes, reserved))
     }
 
     /// A recursive source: unpack a download and compare NAR hashes, else the binary cache's NAR.
-    async fn recursive(&self, capture: &Capture, source: &Source, timings: &mut Timings) -> Result<String, String> {
-        let mut tried = Vec::new();
-        if capture.hash.algo() != HashAlgo::Sha256 {
-            return Err(format!("{}: only sha256 NAR hashes are bridged", capture.hash.to_sri()));
+    async fn recursive(&self, capture: &Capture, timings: &mut Timings) -> Result<Swhid, CaptureError> {
+        let request = &capture.request;
+        if request.hash.algo() != HashAlgo::Sha256 {
+            return Err(CaptureError::NotSha256 { hash: request.hash.to_sri() });
         }
-        let expected = capture.hash.to_hex();
-        for url in capture.urls.iter().filter(|url| is_archive_url(url)) {
+        let mut tried = Vec::new();
+        let expected = request.hash.to_hex();
+        for url in request.urls.iter().filter(|url| is_archive_url(url)) {
             let started = Instant::now();
             let downloaded = {
                 let _permit = self.hosts.acquire(Some(url)).await;
@@ -256,8 +273,13 @@ impl Capturer<'_> {
             timings.compute += started.elapsed();
             let (recipe, bytes, entry) = match made {
                 Ok(Ok(made)) => made,
-                Ok(Err((why, _))) | Err(why) => {
+                Ok(Err((why, _))) => {
+                    let why = why.map_or_else(|| "no recipe".to_owned(), |e| format!("no recipe: {}", error_chain(&e)));
                     tried.push(format!("{url}: {why}"));
+                    continue;
+                }
+                Err(err) => {
+                    tried.push(format!("{url}: {err}"));
                     continue;
                 }
             };
@@ -269,34 +291,35 @@ impl Capturer<'_> {
                 ));
                 continue;
             }
-            self.store.put(&recipe, &bytes, &entry).map_err(|e| error_chain(&e))?;
+            self.store.put(&recipe, &bytes, &entry)?;
             return Ok(unpacked.swhid);
         }
         let started = Instant::now();
-        let from_cache = self.nar_from_binary_caches(source).await;
+        let from_cache = self.tree_from_binary_caches(request).await;
         timings.download += started.elapsed();
-        match from_cache.and_then(|tree| binary_cache::recursive_tree(tree, &capture.hash)) {
+        match from_cache {
             Ok(tree) => {
                 let entry = BridgeEntry::of_tree(&tree);
-                self.store.put_entry(&entry).map_err(|e| error_chain(&e))?;
+                self.store.put_entry(&entry)?;
                 Ok(entry.tree)
             }
-            Err(why) => {
-                tried.extend(Some(why).filter(|why| !why.is_empty()));
+            Err(more) => {
+                tried.extend(more);
                 if tried.is_empty() {
                     tried.push("no URL names an archive, and no binary cache has its NAR".into());
                 }
-                Err(tried.join("; "))
+                Err(CaptureError::NoTree { tried })
             }
         }
     }
 
-    /// The source's NAR from the first binary cache that has it; an empty error when no cache
-    /// was asked (none configured, or the entry names no store path).
-    async fn nar_from_binary_caches(&self, source: &Source) -> Result<Node, String> {
+    /// The source's tree from the first binary cache that has its NAR, checked against its NAR
+    /// hash; else why each cache asked could not give it (none, when no cache was asked).
+    async fn tree_from_binary_caches(&self, request: &SourceRequest) -> Result<Node, Vec<String>> {
         let mut tried = Vec::new();
-        for cache in self.binary_caches {
-            let info = match cache.narinfo(self.fetcher, source).await {
+        let store_path = request.store_path.as_ref().map_or_else(|| "the source".to_owned(), ToString::to_string);
+        for cache in &self.fetcher.planner().binary_caches {
+            let info = match cache.narinfo(request.store_path.as_ref(), request.narinfo.as_deref()).await {
                 Ok(Some(info)) => info,
                 Ok(None) => continue,
                 Err(err) => {
@@ -304,31 +327,33 @@ impl Capturer<'_> {
                     continue;
                 }
             };
-            match cache.tree(self.fetcher, &info).await {
+            let tree = cache
+                .tree(&info)
+                .await
+                .and_then(|tree| binary_cache::source_of(tree, &request.hash, HashMode::Recursive, &store_path));
+            match tree {
                 Ok(tree) => return Ok(tree),
                 Err(err) => tried.push(error_chain(&err)),
             }
         }
-        Err(tried.join("; "))
+        Err(tried)
     }
 }
 
-/// Makes a file's recipe and bridge entry on a blocking thread; the file comes back either way
-/// (a file that is no archive after all is still a plain file). The outer error is a panic.
-async fn recipe_of(bytes: Vec<u8>) -> Result<Result<(Recipe, Vec<u8>, BridgeEntry), (String, Vec<u8>)>, String> {
-    blocking(move || match Recipe::create(&bytes) {
-        Ok((recipe, tree)) => {
-            let entry = BridgeEntry::of(&bytes, &tree, &recipe.tree);
-            Ok(Ok((recipe, bytes, entry)))
-        }
-        Err(e) => Ok(Err((format!("no recipe: {}", error_chain(&e)), bytes))),
-    })
-    .await
-}
+/// A file's recipe and bridge entry, or, when it is no archive after all, why not and the file
+/// back (it is still a plain file).
+type Made = Result<(Recipe, Vec<u8>, BridgeEntry), (Option<RecipeError>, Vec<u8>)>;
 
-/// Runs CPU-bound work off the async threads; a panic is an error, not a crash.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|panic| Err(format!("capturing panicked: {panic}")))
+/// Makes a file's recipe and bridge entry on a blocking thread. The outer error is a panic.
+async fn recipe_of(bytes: Vec<u8>) -> Result<Made, CaptureError> {
+    let made = tokio::task::spawn_blocking(move || match Recipe::create(&bytes) {
+        Ok((recipe, tree)) => {
+            let entry = BridgeEntry::of(&bytes, &tree, recipe.tree);
+            Ok((recipe, bytes, entry))
+        }
+        Err(e) => Err((Some(e), bytes)),
+    });
+    made.await.map_err(|panic| CaptureError::Panicked(panic.to_string()))
 }
 
 #[cfg(test)]
@@ -338,14 +363,18 @@ mod tests {
     #[test]
     fn sources_are_captured_by_hash_mode_and_file_name() {
         let kind = |json: serde_json::Value| Capture::of(&serde_json::from_value(json).unwrap()).map(|c| c.kind);
+        use crate::plan::Unaskable;
         let sri = "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
         let url = |u: &str, mode: &str| serde_json::json!({"type": "url", "urls": [u], "integrity": sri, "outputHashMode": mode});
         assert_eq!(kind(url("https://x/a-1.tar.gz?download", "flat")), Ok(Kind::Archive));
         assert_eq!(kind(url("https://x/a.whl", "flat")), Ok(Kind::Archive));
         assert_eq!(kind(url("https://x/fix.patch", "flat")), Ok(Kind::Plain));
         assert_eq!(kind(url("https://x/archive/v1.tar.gz", "recursive")), Ok(Kind::Recursive));
-        assert_eq!(kind(serde_json::json!({"type": "url", "urls": ["https://x/a"]})), Err("no hash"));
-        assert_eq!(kind(serde_json::json!({"type": "git", "integrity": sri})), Err("a VCS source"));
+        assert_eq!(
+            kind(serde_json::json!({"type": "url", "urls": ["https://x/a"]})),
+            Err(NotCapturable::Unaskable(Unaskable::NoHash))
+        );
+        assert_eq!(kind(serde_json::json!({"type": "git", "integrity": sri})), Err(NotCapturable::Vcs));
     }
 
     #[tokio::test]

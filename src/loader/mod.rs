@@ -12,39 +12,33 @@
 //! on blocking threads); [`state`] records every outcome, so a rerun, even after `kill -9`,
 //! skips what is done and retries what failed.
 
-pub mod binary_cache;
 pub mod capture;
 pub mod save;
-pub mod state;
 
 use std::time::Instant;
 
 use futures_util::StreamExt;
 
+use crate::error_chain::error_chain;
 use crate::fallback::Fetcher;
+use crate::hashing::Swhid;
 use crate::recipes::store::RecipeStore;
 use crate::sources::Source;
-use binary_cache::BinaryCache;
-use capture::{Capture, Capturer, HostLimits, Kind, MemoryBudget, Timings};
+use crate::state::{CaptureStatus, State, StateError};
+use capture::{Capture, Capturer, HostLimits, Kind, MemoryBudget, NotCapturable, Timings};
 use save::{SaveSummary, Saver, VcsSource};
-use state::{State, StateError, Status};
 
 /// What the loader did with one downloadable source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Recorded this run; the SWHID of what SWH archives.
-    Captured {
-        swhid: String,
-    },
+    Captured { swhid: Swhid },
     /// Captured by an earlier run (or found in the store).
     AlreadyCaptured,
-    Failed {
-        error: String,
-    },
+    /// Why not, on one line.
+    Failed { error: String },
     /// Nothing to capture.
-    Skipped {
-        why: &'static str,
-    },
+    Skipped { why: NotCapturable },
 }
 
 impl Outcome {
@@ -61,13 +55,14 @@ impl Outcome {
 /// One source's outcome and what it cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// `archive`, `file`, `recursive`, or `-` for a source that is not captured.
-    pub kind: &'static str,
+    /// What the source is captured as (`None`: it is not).
+    pub kind: Option<Kind>,
     pub outcome: Outcome,
     pub timings: Timings,
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     #[error(transparent)]
     State(#[from] StateError),
@@ -90,12 +85,34 @@ pub struct Concurrency {
     pub memory_mib: u32,
 }
 
+/// The sources of `sources` a run with `--since` loads: those added or changed since `previous`,
+/// and those an earlier run failed on or never reached.
+pub fn since(sources: Vec<Source>, previous: &[Source], state: &State) -> Result<Vec<Source>, StateError> {
+    let diff = crate::sources::diff::diff(previous, &sources);
+    let changed = diff.changed.iter().map(|change| change.new);
+    let fresh: std::collections::HashSet<String> =
+        diff.added.iter().copied().chain(changed).map(Source::identity).collect();
+    let mut chosen = Vec::new();
+    for source in sources {
+        let unfinished = match Capture::of(&source) {
+            Ok(capture) => {
+                state.capture(&capture.request.hash)?.is_none_or(|record| record.status == CaptureStatus::Failed)
+            }
+            Err(_) => false,
+        };
+        if unfinished || fresh.contains(&source.identity()) {
+            chosen.push(source);
+        }
+    }
+    Ok(chosen)
+}
+
+/// What loading needs: the fetcher (its plans give the bytes: URLs, hashed mirrors, the
+/// archive, binary caches), the recipe store it writes, and the state.
 pub struct Loader<'a> {
     pub fetcher: &'a Fetcher,
     pub store: &'a RecipeStore,
     pub state: &'a State,
-    pub hashed_mirrors: &'a [String],
-    pub binary_caches: &'a [BinaryCache],
     pub concurrency: Concurrency,
 }
 
@@ -113,14 +130,7 @@ impl Loader<'_> {
     pub async fn capture_all(&self, sources: &[Source], mut each: impl FnMut(usize, Report)) -> Result<(), LoadError> {
         let hosts = HostLimits::new(self.concurrency.per_host);
         let memory = MemoryBudget::new(self.concurrency.memory_mib);
-        let capturer = Capturer {
-            fetcher: self.fetcher,
-            store: self.store,
-            hashed_mirrors: self.hashed_mirrors,
-            binary_caches: self.binary_caches,
-            hosts: &hosts,
-            memory: &memory,
-        };
+        let capturer = Capturer { fetcher: self.fetcher, store: self.store, hosts: &hosts, memory: &memory };
         let capturer = &capturer;
         let mut reports = futures_util::stream::iter(sources.iter().enumerate())
             .map(|(index, source)| async move { (index, self.capture(capturer, source).await) })
@@ -135,16 +145,12 @@ impl Loader<'_> {
         let mut timings = Timings::default();
         let capture = match Capture::of(source) {
             Ok(capture) => capture,
-            Err(why) => return Ok(Report { kind: "-", outcome: Outcome::Skipped { why }, timings }),
+            Err(why) => return Ok(Report { kind: None, outcome: Outcome::Skipped { why }, timings }),
         };
-        let kind = match capture.kind {
-            Kind::Archive => "archive",
-            Kind::Plain => "file",
-            Kind::Recursive => "recursive",
-        };
+        let kind = Some(capture.kind);
         let report = |outcome| Ok(Report { kind, outcome, timings });
-        let integrity = capture.hash.to_sri();
-        if self.state.get(&integrity)?.is_some_and(|record| record.status == "captured") {
+        let hash = &capture.request.hash;
+        if self.state.capture(hash)?.is_some_and(|record| record.status == CaptureStatus::Captured) {
             return report(Outcome::AlreadyCaptured);
         }
         // A run killed after storing but before recording: the bridge entry is written last.
@@ -153,21 +159,22 @@ impl Loader<'_> {
                 (Kind::Recursive, Some(unpacked)) => unpacked.swhid,
                 _ => entry.tree,
             };
-            self.state.record(&integrity, Status::Captured, &swhid)?;
+            self.state.record_captured(hash, &swhid)?;
             return report(Outcome::AlreadyCaptured);
         }
         let scratch = tempfile::tempdir().map_err(LoadError::Scratch)?;
         let started = Instant::now();
-        let captured = capturer.capture(&capture, source, scratch.path(), &mut timings).await;
+        let captured = capturer.capture(&capture, scratch.path(), &mut timings).await;
         // Whatever was not waiting for bytes or hashing was spent on the store and the state.
         timings.compute += started.elapsed().saturating_sub(timings.download + timings.compute);
         let outcome = match captured {
             Ok(swhid) => {
-                self.state.record(&integrity, Status::Captured, &swhid)?;
+                self.state.record_captured(hash, &swhid)?;
                 Outcome::Captured { swhid }
             }
-            Err(error) => {
-                self.state.record(&integrity, Status::Failed, &error)?;
+            Err(err) => {
+                let error = error_chain(&err);
+                self.state.record_capture_failure(hash, &error)?;
                 Outcome::Failed { error }
             }
         };

@@ -15,10 +15,12 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{Origin, SaveRow, State, StateError, WaitingRevision};
+use crate::archive::model::{RequestStatus, VisitType};
 use crate::archive::{ApiError, ArchiveClient};
-use crate::fallback::error_chain;
+use crate::error_chain::error_chain;
+use crate::hashing::{ObjectType, Swhid};
 use crate::sources::{Source, SourceType};
+use crate::state::{Origin, SaveRow, SaveStatus, State, StateError, WaitingRevision};
 
 /// After a failed save, how long before the origin is tried again; doubled for each failure in
 /// a row, up to [`RETRY_FAILED_AT_MOST`].
@@ -30,30 +32,30 @@ const CLOCK_SKEW: i64 = 300;
 
 /// A VCS source as Save Code Now sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VcsSource {
+pub(crate) struct VcsSource {
     pub origin: Origin,
     pub revision: String,
     /// What `/known/` can check: `swh:1:rev:<commit>` for a git commit id.
-    pub swhid: Option<String>,
+    pub swhid: Option<Swhid>,
 }
 
 impl VcsSource {
     /// The VCS side of a source, or why it has none that can be saved (`None`: not VCS).
-    pub fn of(source: &Source) -> Option<Result<VcsSource, &'static str>> {
+    pub(crate) fn of(source: &Source) -> Option<Result<VcsSource, &'static str>> {
         let (visit_type, url, revision) = match source.kind {
             SourceType::Url => return None,
-            SourceType::Git => ("git", &source.git_url, source.git_ref.clone()),
-            SourceType::Hg => ("hg", &source.hg_url, source.hg_changeset.clone()),
+            SourceType::Git => (VisitType::Git, &source.git_url, source.git_ref.clone()),
+            SourceType::Hg => (VisitType::Hg, &source.hg_url, source.hg_changeset.clone()),
             SourceType::Svn => (
-                "svn",
+                VisitType::Svn,
                 &source.svn_url,
                 source.svn_revision.as_ref().map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned)),
             ),
         };
         let Some(url) = url.as_deref().filter(|u| !u.is_empty()) else { return Some(Err("no VCS URL")) };
         let revision = revision.unwrap_or_default();
-        let swhid = source.git_commit().map(|commit| format!("swh:1:rev:{commit}"));
-        Some(Ok(VcsSource { origin: Origin { visit_type: visit_type.into(), url: url.into() }, revision, swhid }))
+        let swhid = source.git_commit().and_then(|commit| Swhid::from_hex(ObjectType::Revision, commit).ok());
+        Some(Ok(VcsSource { origin: Origin { visit_type, url: url.into() }, revision, swhid }))
     }
 }
 
@@ -64,8 +66,8 @@ pub struct SaveSummary {
     pub archived: usize,
     /// Revisions not known to be archived yet.
     pub waiting: usize,
-    /// Requests sent this run, with the archive's answer (`accepted`, `pending`, `rejected`).
-    pub submitted: Vec<(Origin, String)>,
+    /// Requests sent this run, with the archive's answer.
+    pub submitted: Vec<(Origin, RequestStatus)>,
     /// Requests of an earlier, interrupted run found in the archive instead of being sent again.
     pub reconciled: usize,
     /// Origins that need a request and wait for the quota.
@@ -77,6 +79,7 @@ pub struct SaveSummary {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SaveError {
     #[error(transparent)]
     State(#[from] StateError),
@@ -91,12 +94,12 @@ pub struct Saver<'a> {
 
 impl Saver<'_> {
     /// Checks and saves these sources' revisions (see the module docs); `now` in unix seconds.
-    pub async fn run(&self, sources: &[VcsSource], now: i64) -> Result<SaveSummary, SaveError> {
+    pub(crate) async fn run(&self, sources: &[VcsSource], now: i64) -> Result<SaveSummary, SaveError> {
         let mut summary = SaveSummary::default();
         let mut unknown = Vec::new();
         for source in sources {
-            if !self.state.note_revision(&source.origin, &source.revision, source.swhid.as_deref(), now)? {
-                unknown.extend(source.swhid.clone());
+            if !self.state.note_revision(&source.origin, &source.revision, source.swhid.as_ref(), now)? {
+                unknown.extend(source.swhid);
             }
         }
         unknown.sort();
@@ -106,7 +109,7 @@ impl Saver<'_> {
         self.settle_unchecked()?;
 
         for source in sources {
-            match self.state.note_revision(&source.origin, &source.revision, source.swhid.as_deref(), now)? {
+            match self.state.note_revision(&source.origin, &source.revision, source.swhid.as_ref(), now)? {
                 true => summary.archived += 1,
                 false => summary.waiting += 1,
             }
@@ -140,13 +143,13 @@ impl Saver<'_> {
     }
 
     /// Asks `/known/` about these SWHIDs and marks the archived ones.
-    async fn check_known(&self, swhids: &[String], errors: &mut Vec<String>) -> Result<(), SaveError> {
+    async fn check_known(&self, swhids: &[Swhid], errors: &mut Vec<String>) -> Result<(), SaveError> {
         if swhids.is_empty() {
             return Ok(());
         }
         match self.archive.known(swhids).await {
             Ok(known) => {
-                let archived: Vec<String> = known.into_iter().filter(|(_, k)| *k).map(|(s, _)| s).collect();
+                let archived: Vec<Swhid> = known.into_iter().filter(|(_, k)| *k).map(|(s, _)| s).collect();
                 self.state.mark_archived(&archived)?;
             }
             Err(err) => errors.push(format!("failed to ask which revisions are archived: {}", error_chain(&err))),
@@ -159,7 +162,7 @@ impl Saver<'_> {
     async fn reconcile(&self, summary: &mut SaveSummary) -> Result<(), SaveError> {
         for row in self.state.saves(true)?.into_iter().filter(|row| row.request_id.is_none()) {
             let Origin { visit_type, url } = &row.origin;
-            let requests = match self.archive.save_requests(visit_type, url).await {
+            let requests = match self.archive.save_requests(*visit_type, url).await {
                 Ok(requests) => requests,
                 Err(err) => {
                     summary.errors.push(format!("failed to settle the save request of {url}: {}", error_chain(&err)));
@@ -179,13 +182,7 @@ impl Saver<'_> {
             }
             match unrecorded.into_iter().max_by_key(|request| request.id) {
                 Some(request) => {
-                    self.state.update_save(
-                        row.row,
-                        request.id,
-                        &request.save_request_status,
-                        request.save_task_status.as_deref(),
-                        request.note.as_deref(),
-                    )?;
+                    self.state.record_save_answer(row.row, &request)?;
                     summary.reconciled += 1;
                 }
                 None => self.state.forget_save(row.row)?,
@@ -196,15 +193,9 @@ impl Saver<'_> {
 
     async fn submit(&self, origin: &Origin, now: i64) -> Result<Submitted, SaveError> {
         let row = self.state.begin_save(origin, now)?;
-        Ok(match self.archive.save_code_now(&origin.visit_type, &origin.url).await {
+        Ok(match self.archive.save_code_now(origin.visit_type, &origin.url).await {
             Ok(request) => {
-                self.state.update_save(
-                    row,
-                    request.id,
-                    &request.save_request_status,
-                    request.save_task_status.as_deref(),
-                    request.note.as_deref(),
-                )?;
+                self.state.record_save_answer(row, &request)?;
                 Submitted::Answered(request.save_request_status)
             }
             Err(err @ ApiError::RateLimited { .. }) => {
@@ -234,17 +225,11 @@ impl Saver<'_> {
         for row in self.state.saves(true)? {
             let Some(id) = row.request_id else { continue };
             match self.archive.save_status(id).await {
-                Ok(request) => self.state.update_save(
-                    row.row,
-                    id,
-                    &request.save_request_status,
-                    request.save_task_status.as_deref(),
-                    request.note.as_deref(),
-                )?,
+                Ok(request) => self.state.record_save_answer(row.row, &request)?,
                 Err(err) => errors.push(format!("failed to poll save request {id}: {}", error_chain(&err))),
             }
         }
-        let waiting: Vec<String> = self.state.waiting_revisions()?.into_iter().filter_map(|r| r.swhid).collect();
+        let waiting: Vec<Swhid> = self.state.waiting_revisions()?.into_iter().filter_map(|r| r.swhid).collect();
         self.check_known(&waiting, &mut errors).await?;
         self.settle_unchecked()?;
         Ok(errors)
@@ -257,7 +242,7 @@ impl Saver<'_> {
         for revision in self.state.waiting_revisions()?.into_iter().filter(|r| r.swhid.is_none()) {
             let covered = saves.iter().any(|save| {
                 save.origin == revision.origin
-                    && save_status(save) == "succeeded"
+                    && save.status() == SaveStatus::Succeeded
                     && save.submitted_at >= revision.first_seen
             });
             if covered {
@@ -269,20 +254,10 @@ impl Saver<'_> {
 }
 
 enum Submitted {
-    Answered(String),
+    Answered(RequestStatus),
     /// Nothing more can be sent this run (rate limited, or refused for a reason of ours).
     RateLimited(String),
     Failed(String),
-}
-
-/// How `load status` shows a request: `submitting`, `pending`, `accepted` (not run yet),
-/// `rejected`, `succeeded` or `failed`.
-pub fn save_status(row: &SaveRow) -> &str {
-    match (row.request_status.as_str(), row.task_status.as_deref()) {
-        ("rejected" | "refused", _) => "rejected",
-        (_, Some(task @ ("succeeded" | "failed"))) => task,
-        (status, _) => status,
-    }
 }
 
 /// The origins whose waiting revisions no request covers, in a stable order.
@@ -292,16 +267,16 @@ fn origins_needing_a_save(waiting: &[WaitingRevision], saves: &[SaveRow], now: i
     for save in saves {
         latest.insert(&save.origin, save);
         let failures = failures_in_a_row.entry(&save.origin).or_default();
-        *failures = if save_status(save) == "failed" { *failures + 1 } else { 0 };
+        *failures = if save.status() == SaveStatus::Failed { *failures + 1 } else { 0 };
     }
     let mut needed: Vec<Origin> = Vec::new();
     for revision in waiting {
         let covered = match latest.get(&revision.origin) {
             None => false,
             Some(save) if !save.finished => true,
-            Some(save) => match save_status(save) {
-                "rejected" => true,
-                "failed" => {
+            Some(save) => match save.status() {
+                SaveStatus::Rejected => true,
+                SaveStatus::Failed => {
                     let failures = failures_in_a_row.get(&revision.origin).copied().unwrap_or(1).clamp(1, 16);
                     let wait = (RETRY_FAILED_AFTER << (failures - 1)).min(RETRY_FAILED_AT_MOST);
                     now - save.submitted_at < wait
@@ -349,6 +324,9 @@ fn unix_time(iso: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    use crate::archive::model::TaskStatus;
+    use crate::state::RequestState;
+
     #[test]
     fn api_times_read_as_unix_seconds() {
         // `date -u -d '2024-05-06T07:08:09Z' +%s`
@@ -359,16 +337,16 @@ mod tests {
     }
 
     fn origin(url: &str) -> Origin {
-        Origin { visit_type: "git".into(), url: url.into() }
+        Origin { visit_type: VisitType::Git, url: url.into() }
     }
 
-    fn save(url: &str, submitted_at: i64, request_status: &str, task: Option<&str>, finished: bool) -> SaveRow {
+    fn save(url: &str, submitted_at: i64, request: RequestStatus, task: Option<TaskStatus>, finished: bool) -> SaveRow {
         SaveRow {
             row: 0,
             origin: origin(url),
             request_id: Some(1),
-            request_status: request_status.into(),
-            task_status: task.map(Into::into),
+            request: RequestState::Answered(request),
+            task_status: task,
             note: None,
             submitted_at,
             finished,
@@ -394,13 +372,14 @@ mod tests {
             waiting("f", 100),
             waiting("g", 100),
         ];
+        use RequestStatus::{Accepted, Rejected};
         let saves = [
-            save("b", 200, "accepted", Some("succeeded"), true),
-            save("c", 200, "accepted", Some("succeeded"), true),
-            save("d", 200, "accepted", Some("running"), false),
-            save("e", 200, "rejected", None, true),
-            save("f", 200, "accepted", Some("failed"), true),
-            save("g", now - 60, "accepted", Some("failed"), true),
+            save("b", 200, Accepted, Some(TaskStatus::Succeeded), true),
+            save("c", 200, Accepted, Some(TaskStatus::Succeeded), true),
+            save("d", 200, Accepted, Some(TaskStatus::Running), false),
+            save("e", 200, Rejected, None, true),
+            save("f", 200, Accepted, Some(TaskStatus::Failed), true),
+            save("g", now - 60, Accepted, Some(TaskStatus::Failed), true),
         ];
         let needed = origins_needing_a_save(&revisions, &saves, now);
         assert_eq!(needed, [origin("a"), origin("c"), origin("f")]);
@@ -411,12 +390,12 @@ mod tests {
         let source = |json: serde_json::Value| VcsSource::of(&serde_json::from_value(json).unwrap());
         let commit = "3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
         let git = source(serde_json::json!({"type": "git", "git_url": "https://x/a.git", "git_ref": commit}));
-        assert_eq!(git.unwrap().unwrap().swhid, Some(format!("swh:1:rev:{commit}")));
+        assert_eq!(git.unwrap().unwrap().swhid, Some(Swhid::from_hex(ObjectType::Revision, commit).unwrap()));
         let tag = source(serde_json::json!({"type": "git", "git_url": "https://x/a.git", "git_ref": "refs/tags/v1"}));
         assert_eq!(tag.unwrap().unwrap().swhid, None);
         let svn = source(serde_json::json!({"type": "svn", "svn_url": "svn://x/trunk", "svn_revision": 12}));
         let svn = svn.unwrap().unwrap();
-        assert_eq!((svn.origin.visit_type.as_str(), svn.revision.as_str()), ("svn", "12"));
+        assert_eq!((svn.origin.visit_type, svn.revision.as_str()), (VisitType::Svn, "12"));
         assert_eq!(source(serde_json::json!({"type": "hg"})), Some(Err("no VCS URL")));
         assert_eq!(source(serde_json::json!({"type": "url", "urls": ["https://x/y.tar.gz"]})), None);
     }

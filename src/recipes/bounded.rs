@@ -29,16 +29,25 @@ thread_local! {
 pub(super) fn with_budget<T, E: std::fmt::Display>(
     bytes: usize,
     decode: impl FnOnce() -> Result<T, E>,
-) -> Result<T, String> {
+) -> Result<T, Undecodable> {
     let outer = BUDGET.replace(Budget::Left(bytes));
     let result = decode();
     let spent = BUDGET.get() == Budget::Spent;
     BUDGET.set(outer);
     match result {
         Ok(value) => Ok(value),
-        Err(_) if spent => Err(format!("it holds more elements than {bytes} bytes of memory can")),
-        Err(e) => Err(e.to_string()),
+        Err(_) if spent => Err(Undecodable::OverBudget { bytes }),
+        Err(e) => Err(Undecodable::Malformed(e.to_string())),
     }
+}
+
+/// Why a body could not be decoded within its budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Undecodable {
+    #[error("it holds more elements than {bytes} bytes of memory can")]
+    OverBudget { bytes: usize },
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// Charges `bytes` against the budget; false once it is spent.
@@ -57,7 +66,7 @@ fn charge(bytes: usize) -> bool {
 }
 
 /// `#[serde(deserialize_with = "bounded::vec")]`: a `Vec<T>` charged against the budget.
-pub fn vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -101,7 +110,10 @@ mod tests {
         let body = postcard::to_allocvec(&Wide { items: vec![[0; 8]; 100] }).unwrap();
         let decode = || postcard::from_bytes::<Wide>(&body);
         assert!(with_budget(101 * 64, decode).is_ok());
-        assert_eq!(with_budget(50 * 64, decode).unwrap_err(), "it holds more elements than 3200 bytes of memory can");
+        assert_eq!(
+            with_budget(50 * 64, decode).unwrap_err().to_string(),
+            "it holds more elements than 3200 bytes of memory can"
+        );
         assert!(decode().is_ok(), "no budget outside with_budget");
     }
 }

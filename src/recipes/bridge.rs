@@ -19,14 +19,15 @@
 //! Whoever uses an entry verifies what it leads to.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hashing::HashAlgo;
 use crate::hashing::tree::memory::Node;
+use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
 
 /// The flat hashes an entry is kept under: the ones Nix expressions pin.
-pub const FLAT_ALGOS: [HashAlgo; 4] = [HashAlgo::Sha256, HashAlgo::Sha512, HashAlgo::Sha1, HashAlgo::Md5];
+pub(crate) const FLAT_ALGOS: [HashAlgo; 4] = [HashAlgo::Sha256, HashAlgo::Sha512, HashAlgo::Sha1, HashAlgo::Md5];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +40,7 @@ pub struct BridgeEntry {
     pub flat: BTreeMap<String, String>,
     /// What SWH archives: an archive's extraction root (what the recipe rebuilds from, and what
     /// SWH's `checksum-*` ExtIDs name), a plain file's content, or the tree itself.
-    pub tree: String,
+    pub tree: Swhid,
     /// The tree as Nix's fetchzip makes it (none for a plain file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpacked: Option<Unpacked>,
@@ -51,7 +52,7 @@ pub struct Unpacked {
     /// The top directory stripped, if the extraction root holds exactly one directory and
     /// nothing else.
     pub top: Option<String>,
-    pub swhid: String,
+    pub swhid: Swhid,
     /// The NAR sha256, hex.
     pub nar_sha256: String,
 }
@@ -59,7 +60,7 @@ pub struct Unpacked {
 impl BridgeEntry {
     /// The entry for `file`, whose extraction root is `tree`, with SWHID `root` (which making
     /// the recipe has computed already: hashing the whole tree again is not free).
-    pub fn of(file: &[u8], tree: &Node, root: &str) -> BridgeEntry {
+    pub fn of(file: &[u8], tree: &Node, root: Swhid) -> BridgeEntry {
         let (top, unpacked) = match tree {
             Node::Directory(entries) if entries.len() == 1 => match entries.iter().next() {
                 Some((name, dir @ Node::Directory(_))) => (Some(String::from_utf8_lossy(name).into_owned()), dir),
@@ -68,11 +69,11 @@ impl BridgeEntry {
             _ => (None, tree),
         };
         // The root itself unless a top folder is stripped.
-        let unpacked_swhid = if top.is_some() { unpacked.swhid().to_string() } else { root.to_owned() };
+        let unpacked_swhid = if top.is_some() { unpacked.swhid() } else { root };
         BridgeEntry {
             size: Some(file.len() as u64),
             flat: flat_hashes(file),
-            tree: root.to_owned(),
+            tree: root,
             unpacked: Some(Unpacked {
                 top,
                 swhid: unpacked_swhid,
@@ -82,37 +83,61 @@ impl BridgeEntry {
     }
 
     /// The entry for a plain file, archived as a content.
-    pub fn of_content(file: &[u8]) -> BridgeEntry {
+    pub(crate) fn of_content(file: &[u8]) -> BridgeEntry {
         BridgeEntry {
             size: Some(file.len() as u64),
             flat: flat_hashes(file),
-            tree: crate::hashing::swhid::content_id(file).to_string(),
+            tree: crate::hashing::swhid::content_id(file),
             unpacked: None,
         }
     }
 
     /// The entry for a tree known only as itself (from a NAR, say).
-    pub fn of_tree(tree: &Node) -> BridgeEntry {
-        let swhid = tree.swhid().to_string();
+    pub(crate) fn of_tree(tree: &Node) -> BridgeEntry {
+        let swhid = tree.swhid();
         BridgeEntry {
             size: None,
             flat: BTreeMap::new(),
-            tree: swhid.clone(),
+            tree: swhid,
             unpacked: Some(Unpacked { top: None, swhid, nar_sha256: tree.nar_hash(HashAlgo::Sha256).to_hex() }),
         }
     }
 
-    /// The keys the entry is found under: `<algo>/<hex>` for each flat hash, `nar-sha256/<hex>`
-    /// for the unpacked tree, and `swh-dir/<hex>` for a directory it names.
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.flat.iter().map(|(algo, hex)| format!("{algo}/{hex}")).collect();
+    /// The keys the entry is found under: each flat hash, the unpacked tree's NAR hash, and a
+    /// directory it names. Hashes the entry holds that cannot be read are left out.
+    pub(crate) fn keys(&self) -> Vec<BridgeKey> {
+        let read = |algo: &str, hex: &str| Hash::parse(hex, algo.parse().ok()).ok();
+        let mut keys: Vec<BridgeKey> =
+            self.flat.iter().filter_map(|(algo, hex)| read(algo, hex)).map(BridgeKey::Flat).collect();
         if let Some(unpacked) = &self.unpacked {
-            keys.push(format!("nar-sha256/{}", unpacked.nar_sha256));
+            keys.extend(read("sha256", &unpacked.nar_sha256).map(BridgeKey::NarSha256));
         }
-        if let Some(hex) = self.tree.strip_prefix("swh:1:dir:") {
-            keys.push(format!("swh-dir/{hex}"));
+        if self.tree.object_type == ObjectType::Directory {
+            keys.push(BridgeKey::Directory(self.tree));
         }
         keys
+    }
+}
+
+/// What an entry is looked up by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BridgeKey {
+    /// The file's flat hash: `<algo>/<hex>`.
+    Flat(Hash),
+    /// The unpacked tree's NAR sha256: `nar-sha256/<hex>` (the index keeps sha256 only).
+    NarSha256(Hash),
+    /// The SWHID of a directory it names: `swh-dir/<hex>`.
+    Directory(Swhid),
+}
+
+impl fmt::Display for BridgeKey {
+    /// The key as a path under the store's `bridge/`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BridgeKey::Flat(hash) => write!(f, "{}/{}", hash.algo(), hash.to_hex()),
+            BridgeKey::NarSha256(hash) => write!(f, "nar-sha256/{}", hash.to_hex()),
+            BridgeKey::Directory(swhid) => write!(f, "swh-dir/{}", swhid.hex()),
+        }
     }
 }
 

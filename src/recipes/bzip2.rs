@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_PLAIN, RecipeError};
+use super::{MAX_PLAIN, OutOfBounds, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bzip2Layer {
@@ -49,7 +49,7 @@ fn compress(level: u8, plain: &[u8]) -> Result<Vec<u8>, RecipeError> {
 
 impl Bzip2Layer {
     /// Models the bzip2 file `bytes`; returns the layer and the uncompressed bytes.
-    pub fn create(bytes: &[u8]) -> Result<(Bzip2Layer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8]) -> Result<(Bzip2Layer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("bzip2: {why}"));
         let mut streams = Vec::new();
         let mut plain = Vec::new();
@@ -93,21 +93,21 @@ impl Bzip2Layer {
 
     /// Within what real files need: every stream but a lone one holds data (pbzip2 writes one
     /// per chunk of at least 100 kB), and each level is 1 to 9.
-    pub(super) fn check_shape(&self) -> Result<(), String> {
+    pub(super) fn check_shape(&self) -> Result<(), OutOfBounds> {
         if self.streams.len() > MAX_STREAMS {
-            return Err(format!("bzip2: {} streams, more than {MAX_STREAMS}", self.streams.len()));
+            return Err(OutOfBounds(format!("bzip2: {} streams, more than {MAX_STREAMS}", self.streams.len())));
         }
         if self.streams.len() > 1 && self.streams.iter().any(|s| s.plain_len == 0) {
-            return Err("bzip2: an empty stream among others".into());
+            return Err(OutOfBounds("bzip2: an empty stream among others".into()));
         }
         match self.streams.iter().find(|s| !(1..=9).contains(&s.level)) {
-            Some(stream) => Err(format!("bzip2: block size level {}", stream.level)),
+            Some(stream) => Err(OutOfBounds(format!("bzip2: block size level {}", stream.level))),
             None => Ok(()),
         }
     }
 
     /// Recompresses `plain` exactly as the original file was.
-    pub fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let pieces = super::split_by_lengths(plain, self.streams.iter().map(|s| s.plain_len), "bzip2 streams")?;
         for (stream, piece) in self.streams.iter().zip(pieces) {
             out.extend_from_slice(&compress(stream.level, piece)?);

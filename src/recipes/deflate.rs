@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use preflate_rs::PreflateError;
+
 use super::RecipeError;
 
 /// How to recreate one raw deflate stream from its uncompressed bytes.
@@ -31,9 +33,20 @@ pub enum Deflate {
 /// Runs a preflate call, turning a panic into an error: preflate-rs 0.7 panics on some
 /// corrections that do not fit the data (the fuzzer found index and arithmetic panics), and a
 /// damaged recipe or odd stream must not take the program down.
-fn without_panics<T>(call: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
-        .unwrap_or_else(|_| Err("preflate panicked on it".to_owned()))
+fn without_panics<T>(call: impl FnOnce() -> Result<T, PreflateError>) -> Result<T, PreflateFailure> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(PreflateFailure::Refused),
+        Err(_) => Err(PreflateFailure::Panicked),
+    }
+}
+
+/// Why preflate could not model or recreate a stream.
+#[derive(Debug, thiserror::Error)]
+enum PreflateFailure {
+    #[error("{0:?}")]
+    Refused(PreflateError),
+    #[error("preflate panicked on it")]
+    Panicked,
 }
 
 /// Levels in the order they are tried: each encoder's default and best first.
@@ -113,7 +126,7 @@ fn encode(plain: &[u8], deflate: &Deflate, expected: Option<&[u8]>) -> Result<Op
 
 /// Which encoder wrote `deflated` from `plain`: zlib or zlib-rs at some level, else preflate's
 /// corrections. `name` says what the stream is, in errors.
-pub fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate, RecipeError> {
+pub(crate) fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate, RecipeError> {
     let candidates = ZLIB_LEVELS
         .map(|level| Deflate::Zlib { level })
         .into_iter()
@@ -123,9 +136,7 @@ pub fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate, Recip
             return Ok(candidate);
         }
     }
-    let modelled = without_panics(|| {
-        preflate_rs::preflate_whole_deflate_stream(deflated, true, super::MAX_PLAIN).map_err(|e| format!("{e:?}"))
-    });
+    let modelled = without_panics(|| preflate_rs::preflate_whole_deflate_stream(deflated, true, super::MAX_PLAIN));
     match modelled {
         Ok((result, text)) if result.compressed_size == deflated.len() && text.text() == plain => {
             Ok(Deflate::Preflate { corrections: result.corrections })
@@ -136,19 +147,30 @@ pub fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate, Recip
 }
 
 /// The raw deflate stream `deflate` makes of `plain`.
-pub fn recreate(plain: &[u8], deflate: &Deflate) -> Result<Vec<u8>, RecipeError> {
+pub(crate) fn recreate(plain: &[u8], deflate: &Deflate) -> Result<Vec<u8>, RecipeError> {
     match deflate {
-        Deflate::Preflate { corrections } => without_panics(|| {
-            preflate_rs::recreate_whole_deflate_stream(plain, corrections).map_err(|e| format!("{e:?}"))
-        })
-        .map_err(|e| RecipeError::Damaged(format!("preflate cannot recreate a deflate stream: {e}"))),
+        Deflate::Preflate { corrections } => {
+            without_panics(|| preflate_rs::recreate_whole_deflate_stream(plain, corrections))
+                .map_err(|e| RecipeError::Damaged(format!("preflate cannot recreate a deflate stream: {e}")))
+        }
         encoder => Ok(encode(plain, encoder, None)?.expect("an unchecked encoding completes")),
     }
 }
 
+/// Why a deflate stream does not inflate.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InflateError {
+    #[error("the deflate stream does not inflate: {0}")]
+    Corrupt(flate2::DecompressError),
+    #[error("it inflates to more than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the deflate stream is cut short")]
+    CutShort,
+}
+
 /// A raw deflate stream's uncompressed bytes and its length: inflated by zlib, at most
 /// `limit` bytes.
-pub fn inflate(deflated: &[u8], limit: usize) -> Result<(Vec<u8>, usize), String> {
+pub(crate) fn inflate(deflated: &[u8], limit: usize) -> Result<(Vec<u8>, usize), InflateError> {
     let mut inflater = flate2::Decompress::new(false);
     let mut out = Vec::with_capacity(deflated.len().saturating_mul(3).min(limit).min(1 << 26));
     loop {
@@ -156,15 +178,15 @@ pub fn inflate(deflated: &[u8], limit: usize) -> Result<(Vec<u8>, usize), String
         let consumed = inflater.total_in() as usize;
         let status = inflater
             .decompress_vec(&deflated[consumed..], &mut out, flate2::FlushDecompress::None)
-            .map_err(|e| format!("the deflate stream does not inflate: {e}"))?;
+            .map_err(InflateError::Corrupt)?;
         if status == flate2::Status::StreamEnd {
             return Ok((out, inflater.total_in() as usize));
         }
         if out.len() > limit {
-            return Err(format!("it inflates to more than {limit} bytes"));
+            return Err(InflateError::TooLarge { limit });
         }
         if inflater.total_in() as usize == consumed && out.len() < out.capacity() {
-            return Err("the deflate stream is cut short".into());
+            return Err(InflateError::CutShort);
         }
     }
 }

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::deflate::{self, Deflate};
-use super::{MAX_PLAIN, RecipeError};
+use super::{MAX_PLAIN, OutOfBounds, RecipeError};
 
 const MAX_MEMBERS: usize = MAX_PLAIN / (64 << 10);
 
@@ -38,7 +38,7 @@ pub struct GzipMember {
 
 /// A gzip member as format version 1 kept it: the deflate stream as preflate corrections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GzipMemberV1 {
+pub(crate) struct GzipMemberV1 {
     pub header: Vec<u8>,
     pub plain_len: u64,
     pub corrections: Vec<u8>,
@@ -47,7 +47,7 @@ pub struct GzipMemberV1 {
 
 /// A gzip layer as format version 1 kept it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GzipLayerV1 {
+pub(crate) struct GzipLayerV1 {
     #[serde(deserialize_with = "super::bounded::vec")]
     pub members: Vec<GzipMemberV1>,
     pub trailing: Vec<u8>,
@@ -108,7 +108,7 @@ fn trailer_of(plain: &[u8]) -> Vec<u8> {
 
 impl GzipLayer {
     /// Models the gzip file `bytes`; returns the layer and the uncompressed bytes.
-    pub fn create(bytes: &[u8]) -> Result<(GzipLayer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8]) -> Result<(GzipLayer, Vec<u8>), RecipeError> {
         let mut members = Vec::new();
         let mut plain = Vec::new();
         let mut pos = 0;
@@ -141,15 +141,15 @@ impl GzipLayer {
     }
 
     /// Within what real files need: bgzip writes the most members, one per 64 KiB.
-    pub(super) fn check_shape(&self) -> Result<(), String> {
+    pub(super) fn check_shape(&self) -> Result<(), OutOfBounds> {
         if self.members.len() > MAX_MEMBERS {
-            return Err(format!("gzip: {} members, more than {MAX_MEMBERS}", self.members.len()));
+            return Err(OutOfBounds(format!("gzip: {} members, more than {MAX_MEMBERS}", self.members.len())));
         }
         Ok(())
     }
 
     /// Recompresses `plain` exactly as the original file was.
-    pub fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let texts = super::split_by_lengths(plain, self.members.iter().map(|m| m.plain_len), "gzip members")?;
         for (member, text) in self.members.iter().zip(texts) {
             out.extend_from_slice(&member.header);

@@ -13,14 +13,14 @@
 
 mod bounded;
 pub mod bridge;
-pub mod bzip2;
-pub mod deflate;
-pub mod gzip;
-pub mod runs;
+pub(crate) mod bzip2;
+pub(crate) mod deflate;
+pub(crate) mod gzip;
+pub(crate) mod runs;
 pub mod store;
-pub mod tar;
-pub mod xz;
-pub mod zip;
+pub(crate) mod tar;
+pub(crate) mod xz;
+pub(crate) mod zip;
 
 use std::io::{Read, Write};
 
@@ -32,7 +32,7 @@ use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
 
 const MAGIC: &[u8] = b"swh-bridge recipe\n";
 /// The format version written; every version up to it is read. Version 2 added zip containers.
-pub const FORMAT_VERSION: u8 = 2;
+pub(crate) const FORMAT_VERSION: u8 = 2;
 /// A recipe that decompresses to more than this is refused as damaged or hostile.
 const MAX_DECODED: u64 = 256 << 20;
 /// The memory a recipe's sequences may take once decoded (see [`bounded`]): room for a million
@@ -40,10 +40,16 @@ const MAX_DECODED: u64 = 256 << 20;
 const MAX_DECODED_STRUCTS: usize = 256 << 20;
 /// A tarball whose tar stream is larger than this is refused (a decompression bomb, or more than
 /// a recipe can model in memory).
-pub const MAX_PLAIN: usize = 2 << 30;
+pub(crate) const MAX_PLAIN: usize = 2 << 30;
+
+/// What a recipe holds beyond what real files need (see `Recipe::check_shape`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct OutOfBounds(pub(crate) String);
 
 /// Why a recipe could not be made, read or applied.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecipeError {
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -52,7 +58,7 @@ pub enum RecipeError {
     #[error("the tree lacks `{path}`, which the recipe takes from it")]
     TreeLacks { path: String },
     #[error("the tree is {actual}, but the recipe needs {expected}")]
-    WrongTree { expected: String, actual: String },
+    WrongTree { expected: Swhid, actual: Swhid },
     #[error("the rebuilt file hashes to {actual}, not {expected}")]
     Mismatch { expected: Hash, actual: Hash },
     #[error("failed to unpack the tarball")]
@@ -63,18 +69,19 @@ pub enum RecipeError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipe {
     /// The file's length in bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// The file's sha256.
-    pub sha256: Vec<u8>,
-    /// The SWHID of the extraction root the file is rebuilt from.
-    pub tree: String,
-    pub compression: Compression,
-    pub container: Container,
+    pub(crate) sha256: Vec<u8>,
+    /// The SWHID of the extraction root the file is rebuilt from (a directory; read as a SWHID,
+    /// since it goes into API URLs).
+    pub tree: Swhid,
+    pub(crate) compression: Compression,
+    pub(crate) container: Container,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "CompressionWire", into = "CompressionWire")]
-pub enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip(gzip::GzipLayer),
     Xz(xz::XzLayer),
@@ -118,13 +125,13 @@ impl From<Compression> for CompressionWire {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Container {
+pub(crate) enum Container {
     Tar(tar::TarLayer),
     Zip(zip::ZipLayer),
 }
 
 impl Container {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Container::Tar(_) => "tar",
             Container::Zip(_) => "zip",
@@ -132,7 +139,7 @@ impl Container {
     }
 
     /// Tar members or zip entries.
-    pub fn members(&self) -> usize {
+    pub(crate) fn members(&self) -> usize {
         match self {
             Container::Tar(layer) => layer.members.len(),
             Container::Zip(layer) => layer.entries.len(),
@@ -140,7 +147,7 @@ impl Container {
     }
 
     /// How many bytes of data the recipe holds itself, because the tree cannot give them.
-    pub fn literal_bytes(&self) -> usize {
+    pub(crate) fn literal_bytes(&self) -> usize {
         match self {
             Container::Tar(layer) => layer
                 .members
@@ -163,7 +170,7 @@ impl Container {
 }
 
 impl Compression {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Compression::None => "none",
             Compression::Gzip(_) => "gzip",
@@ -217,6 +224,25 @@ pub(crate) fn tree_paths(tree: &Node) -> Vec<Vec<u8>> {
     out
 }
 
+/// A recipe in numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipeSummary {
+    /// The rebuilt file's sha256 (SRI).
+    pub sha256: String,
+    pub size: u64,
+    pub tree: Swhid,
+    pub compression: &'static str,
+    /// Gzip members, bzip2 streams (one xz stream).
+    pub compressed_members: usize,
+    pub container: &'static str,
+    pub container_members: usize,
+    /// Bytes the recipe holds itself, because the tree cannot give them.
+    pub literal_bytes: usize,
+    pub deflate_corrections: usize,
+    pub deflate_encoders: std::collections::BTreeMap<String, usize>,
+    pub recipe_bytes: usize,
+}
+
 /// Compressions recognised but not modelled, and why.
 fn unmodelled_compression(file: &[u8]) -> Option<&'static str> {
     if file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -226,18 +252,6 @@ fn unmodelled_compression(file: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// Whether `swhid` is a core directory SWHID (`swh:1:dir:` and 40 lowercase hex digits): what
-/// recipes and bridge index entries, which are untrusted, may put into API URLs.
-pub fn is_directory_swhid(swhid: &str) -> bool {
-    swhid.parse::<Swhid>().is_ok_and(|swhid| swhid.object_type == ObjectType::Directory)
-}
-
-/// Whether `swhid` is a well-formed content SWHID (the same care as for directories: it comes
-/// from an untrusted store and goes into API URLs).
-pub fn is_content_swhid(swhid: &str) -> bool {
-    swhid.parse::<Swhid>().is_ok_and(|swhid| swhid.object_type == ObjectType::Content)
 }
 
 fn sha256(bytes: &[u8]) -> Hash {
@@ -303,20 +317,20 @@ impl Recipe {
         let recipe = Recipe {
             size: file.len() as u64,
             sha256: sha256(file).digest().to_vec(),
-            tree: tree.swhid().to_string(),
+            tree: tree.swhid(),
             compression,
             container,
         };
-        recipe.check_shape().map_err(RecipeError::Unsupported)?;
+        recipe.check_shape().map_err(|why| RecipeError::Unsupported(why.0))?;
         recipe.apply(&tree)?;
         Ok((recipe, tree))
     }
 
     /// Rebuilds the file from `tree`, which must be the recipe's, and checks its sha256.
     pub fn apply(&self, tree: &Node) -> Result<Vec<u8>, RecipeError> {
-        let actual_tree = tree.swhid().to_string();
+        let actual_tree = tree.swhid();
         if actual_tree != self.tree {
-            return Err(RecipeError::WrongTree { expected: self.tree.clone(), actual: actual_tree });
+            return Err(RecipeError::WrongTree { expected: self.tree, actual: actual_tree });
         }
         // Uncompressed, the tar stream is the file; compressed, it is at most what create accepts.
         let limit = match self.compression {
@@ -366,7 +380,7 @@ impl Recipe {
 
     /// How many bytes of preflate corrections the recipe's deflate streams take (the ones zlib
     /// and zlib-rs do not reproduce by level alone).
-    pub fn deflate_corrections(&self) -> usize {
+    pub(crate) fn deflate_corrections(&self) -> usize {
         self.deflate_streams()
             .into_iter()
             .map(|deflate| match deflate {
@@ -377,7 +391,7 @@ impl Recipe {
     }
 
     /// How many deflate streams each encoder wrote (`zlib -6`, `zlib-rs -9`, `preflate`).
-    pub fn deflate_encoders(&self) -> std::collections::BTreeMap<String, usize> {
+    pub(crate) fn deflate_encoders(&self) -> std::collections::BTreeMap<String, usize> {
         let mut counts = std::collections::BTreeMap::new();
         for deflate in self.deflate_streams() {
             let name = match deflate {
@@ -388,6 +402,29 @@ impl Recipe {
             *counts.entry(name).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// What the recipe holds, in numbers (`recipe show`); `encoded_len` is its file's length.
+    pub fn summary(&self, encoded_len: usize) -> Result<RecipeSummary, RecipeError> {
+        let compressed_members = match &self.compression {
+            Compression::Gzip(layer) => layer.members.len(),
+            Compression::Xz(_) => 1,
+            Compression::Bzip2(layer) => layer.streams.len(),
+            Compression::None => 0,
+        };
+        Ok(RecipeSummary {
+            sha256: self.expected_hash()?.to_sri(),
+            size: self.size,
+            tree: self.tree,
+            compression: self.compression.name(),
+            compressed_members,
+            container: self.container.name(),
+            container_members: self.container.members(),
+            literal_bytes: self.container.literal_bytes(),
+            deflate_corrections: self.deflate_corrections(),
+            deflate_encoders: self.deflate_encoders(),
+            recipe_bytes: encoded_len,
+        })
     }
 
     /// The file's sha256.
@@ -425,19 +462,19 @@ impl Recipe {
         }
         let recipe: Recipe = bounded::with_budget(MAX_DECODED_STRUCTS, || postcard::from_bytes(&decoded))
             .map_err(|why| RecipeError::Damaged(format!("the body does not parse: {why}")))?;
-        recipe.check_shape().map_err(RecipeError::Damaged)?;
+        recipe.check_shape().map_err(|why| RecipeError::Damaged(why.0))?;
         Ok(recipe)
     }
 
     /// What decoding alone cannot tell: the tree is a directory SWHID (it becomes part of API
     /// URLs), and every layer stays within what real files need, so that applying a hostile
     /// recipe costs no more than applying a real one. Says what is out of bounds.
-    fn check_shape(&self) -> Result<(), String> {
-        if !is_directory_swhid(&self.tree) {
-            return Err(format!("the tree `{}` is not a directory SWHID", self.tree));
+    fn check_shape(&self) -> Result<(), OutOfBounds> {
+        if self.tree.object_type != ObjectType::Directory {
+            return Err(OutOfBounds(format!("the tree `{}` is not a directory SWHID", self.tree)));
         }
         if usize::try_from(self.size).map_or(true, |size| size > MAX_PLAIN) {
-            return Err(format!("a file of {} bytes, more than a recipe models", self.size));
+            return Err(OutOfBounds(format!("a file of {} bytes, more than a recipe models", self.size)));
         }
         match &self.compression {
             Compression::None => Ok(()),
@@ -466,6 +503,22 @@ mod tests {
         builder.into_inner().unwrap().finish().unwrap()
     }
 
+    /// `scripts/known-answers.sh tarball`: the small tree as `tiny-1.0/`, by GNU tar 1.34 and
+    /// gzip 1.12 (`-9n`), its sha256 (sha256sum) and its extraction root (`swh identify`).
+    const TINY_TAR_GZ: &str = "H4sIAAAAAAACA+3WTQrCMBCG4aw9RcS1zaTNz3laqDRYo7Tpore3CG6CCF0kFfs9m2T/MsME5+ezLEiwdGhhtX69i/j98LfSKMY1y2AaQz1wznYqvPvX4pf6K0L/3P0vKfsbpb70N3F/rYlxQv/kurbv7wcGu5//ohEJ53/l/jcl9n/+/u3tEeYt9n/0l2Rshf2ftX/v/DXl/Fu7pr+qJONlwpsE/aP+w+Q3u/9lGe9/Sxbzn8PpKBrnxdjhBgQAAAAAAAAAAAAA+BtP/KpB0AAoAAA=";
+    const TINY_SHA256: &str = "8d10dc80a0d26e9252c6269d3f146fd0ffe588a7dde37e9a84e64b402e510b20";
+    const TINY_ROOT: &str = "c70aac4214ddd31ce923cd1f6b8a28ca00ab96e1";
+
+    #[test]
+    fn a_tiny_tarball_by_the_gnu_tools_rebuilds_from_the_tree_swh_archives() {
+        let file = data_encoding::BASE64.decode(TINY_TAR_GZ.as_bytes()).unwrap();
+        let (recipe, tree) = Recipe::create(&file).unwrap();
+        assert_eq!(recipe.tree, Swhid::from_hex(ObjectType::Directory, TINY_ROOT).unwrap());
+        assert_eq!(recipe.expected_hash().unwrap().to_hex(), TINY_SHA256);
+        let decoded = Recipe::decode(&recipe.encode()).unwrap();
+        assert!(decoded.apply(&tree).unwrap() == file);
+    }
+
     fn damaged(recipe: &Recipe) -> String {
         match Recipe::decode(&recipe.encode()) {
             Err(RecipeError::Damaged(why)) => why,
@@ -476,9 +529,38 @@ mod tests {
     #[test]
     fn a_tree_that_is_not_a_directory_swhid_is_refused() {
         let (mut recipe, _) = Recipe::create(&tarball()).unwrap();
-        recipe.tree = format!("swh:1:dir:../../{}", &recipe.tree[16..]);
-        assert!(damaged(&recipe).contains("is not a directory SWHID"));
-        recipe.tree = "swh:1:cnt:0000000000000000000000000000000000000000".into();
+        // A body whose tree is any string, as a hostile store could serve it.
+        #[derive(Serialize)]
+        struct Body<'a> {
+            size: u64,
+            sha256: &'a [u8],
+            tree: String,
+            compression: &'a Compression,
+            container: &'a Container,
+        }
+        let encode = |tree: String| {
+            let body = Body {
+                size: recipe.size,
+                sha256: &recipe.sha256,
+                tree,
+                compression: &recipe.compression,
+                container: &recipe.container,
+            };
+            let mut out = MAGIC.to_vec();
+            out.push(FORMAT_VERSION);
+            let mut encoder = liblzma::write::XzEncoder::new(out, 6);
+            encoder.write_all(&postcard::to_allocvec(&body).unwrap()).unwrap();
+            encoder.finish().unwrap()
+        };
+        let decoded = |tree: String| match Recipe::decode(&encode(tree)) {
+            Err(RecipeError::Damaged(why)) => why,
+            other => panic!("a damaged recipe decoded: {other:?}"),
+        };
+        assert!(Recipe::decode(&encode(recipe.tree.to_string())).is_ok());
+        let escaping = recipe.tree.to_string().replacen(&recipe.tree.hex()[..6], "../../", 1);
+        let why = decoded(escaping);
+        assert!(why.contains("does not parse"), "{why}");
+        recipe.tree = Swhid::new(ObjectType::Content, [0; 20]);
         assert!(damaged(&recipe).contains("is not a directory SWHID"));
     }
 

@@ -15,7 +15,7 @@ pub struct Run {
 
 /// Runs of bytes where `new` differs from `old` (of the same length, at most 64 KiB); runs closer
 /// than 4 bytes are merged, since a run costs more than a few equal bytes.
-pub fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
+pub(crate) fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
     assert_eq!(old.len(), new.len(), "headers of one kind have one length");
     let len = new.len();
     let mut runs: Vec<Run> = Vec::new();
@@ -38,7 +38,7 @@ pub fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
 }
 
 /// Writes `runs` over `header`; `what` names the header in errors.
-pub fn patch(header: &mut [u8], runs: &[Run], what: &str) -> Result<(), RecipeError> {
+pub(crate) fn patch(header: &mut [u8], runs: &[Run], what: &str) -> Result<(), RecipeError> {
     for run in runs {
         let start = usize::from(run.offset);
         let end = start.checked_add(run.bytes.len()).filter(|&e| e <= header.len()).ok_or_else(|| {

@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 
-use super::bridge::{BridgeEntry, FLAT_ALGOS};
+use super::bridge::{BridgeEntry, BridgeKey, FLAT_ALGOS};
 use super::{Recipe, RecipeError};
+use crate::atomic::{self, Existing};
+use crate::download::{BodyError, read_within};
 use crate::hashing::Hash;
 
 #[derive(Debug, Clone)]
@@ -18,6 +20,7 @@ pub enum RecipeStore {
 
 /// Why the store could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     #[error("failed to read the recipe {location}")]
     Read {
@@ -74,14 +77,6 @@ impl RecipeStore {
         }
     }
 
-    /// Where the store is: its directory or base URL.
-    pub fn location(&self) -> String {
-        match self {
-            RecipeStore::Directory(root) => root.display().to_string(),
-            RecipeStore::Http { base, .. } => base.to_string(),
-        }
-    }
-
     fn key(hash: &Hash) -> String {
         format!("{}/{}", hash.algo().name(), hash.to_hex())
     }
@@ -107,21 +102,18 @@ impl RecipeStore {
                 if response.status() == reqwest::StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
-                let mut response = response.error_for_status().map_err(fetch_error)?;
-                let mut bytes = Vec::new();
-                while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > limit {
-                        return Err(StoreError::TooLarge { location, limit });
-                    }
-                }
+                let response = response.error_for_status().map_err(fetch_error)?;
+                let bytes = read_within(response, limit as u64).await.map_err(|err| match err {
+                    BodyError::TooLarge { .. } => StoreError::TooLarge { location: location.clone(), limit },
+                    BodyError::Transport(source) => fetch_error(source),
+                })?;
                 Ok(Some((location, bytes)))
             }
         }
     }
 
     /// The recipe for the file with flat hash `hash`, if the store has one.
-    pub async fn get(&self, hash: &Hash) -> Result<Option<Recipe>, StoreError> {
+    pub(crate) async fn get(&self, hash: &Hash) -> Result<Option<Recipe>, StoreError> {
         let Some((location, bytes)) = self.read(&RecipeStore::key(hash), MAX_RECIPE).await? else {
             return Ok(None);
         };
@@ -129,7 +121,7 @@ impl RecipeStore {
     }
 
     /// The bridge index entry at `key` (see [`BridgeEntry::keys`]), if the store has one.
-    pub async fn bridge(&self, key: &str) -> Result<Option<BridgeEntry>, StoreError> {
+    pub async fn bridge(&self, key: &BridgeKey) -> Result<Option<BridgeEntry>, StoreError> {
         let Some((location, bytes)) = self.read(&format!("bridge/{key}"), MAX_BRIDGE_ENTRY).await? else {
             return Ok(None);
         };
@@ -159,7 +151,7 @@ impl RecipeStore {
     }
 
     /// Stores a bridge index entry alone (a plain file's, or a tree's), under each of its keys.
-    pub fn put_entry(&self, entry: &BridgeEntry) -> Result<(), StoreError> {
+    pub(crate) fn put_entry(&self, entry: &BridgeEntry) -> Result<(), StoreError> {
         let RecipeStore::Directory(root) = self else {
             return Err(StoreError::Write {
                 path: PathBuf::new(),
@@ -168,25 +160,12 @@ impl RecipeStore {
         };
         let json = serde_json::to_vec_pretty(entry).expect("an entry serialises");
         for key in entry.keys() {
-            write_atomically(&root.join("bridge").join(key), &json)?;
+            write_atomically(&root.join("bridge").join(key.to_string()), &json)?;
         }
         Ok(())
     }
 }
 
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_readable(path, bytes).map_err(|source| StoreError::Write { path: path.to_owned(), source })
-}
-
-/// Writes `bytes` at `path` (its directory created if need be) through a temporary file renamed
-/// into place, readable by all, as a web server publishing it needs (a temp file starts 0600).
-pub(crate) fn write_readable(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let parent = path.parent().ok_or_else(|| std::io::Error::other("a path without a directory"))?;
-    std::fs::create_dir_all(parent)?;
-    let mut temp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent)?;
-    std::io::Write::write_all(&mut temp, bytes)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    atomic::write(path, bytes, Existing::Replace).map_err(|source| StoreError::Write { path: path.to_owned(), source })
 }

@@ -191,7 +191,7 @@ fn predicted_checksum_field(header: &[u8; BLOCK]) -> Vec<u8> {
 
 /// Whether `bytes` starts with a tar header: its checksum field holds the sum of its bytes (the
 /// field counted as spaces). Older archives carry no `ustar` magic, so the magic proves nothing.
-pub fn starts_like_tar(bytes: &[u8]) -> bool {
+pub(crate) fn starts_like_tar(bytes: &[u8]) -> bool {
     let Some(header) = bytes.get(..BLOCK) else { return false };
     let header: &[u8; BLOCK] = header.try_into().expect("a block");
     let sum: u32 = header
@@ -222,7 +222,7 @@ fn is_regular(kind: u8) -> bool {
 
 impl TarLayer {
     /// Records how to rebuild the tar stream `tar` from `tree`, its unpacked form.
-    pub fn create(tar: &[u8], tree: &Node) -> Result<TarLayer, RecipeError> {
+    pub(crate) fn create(tar: &[u8], tree: &Node) -> Result<TarLayer, RecipeError> {
         let malformed = |at: usize, why: &str| RecipeError::Unsupported(format!("tar: {why} at byte {at}"));
         let mut members = Vec::new();
         let mut previous = [0u8; BLOCK];
@@ -304,7 +304,7 @@ impl TarLayer {
 
     /// Rebuilds the tar stream from `tree`, refusing to write more than `limit` bytes (a damaged
     /// recipe could take one large tree file a million times).
-    pub fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let too_long = || RecipeError::Damaged(format!("the tar stream grows past {limit} bytes"));
         let mut previous = [0u8; BLOCK];
         let mut state = PathState::default();

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_PLAIN, RecipeError};
+use super::{MAX_PLAIN, OutOfBounds, RecipeError};
 use liblzma::stream::{Action, Check, Filters, LzmaOptions, MtStreamBuilder, PRESET_EXTREME, Status, Stream};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl XzLayer {
     }
 
     /// Models the xz file `bytes`; returns the layer and the uncompressed bytes.
-    pub fn create(bytes: &[u8]) -> Result<(XzLayer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8]) -> Result<(XzLayer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("xz: {why}"));
         let check = bytes.get(7).map(|flags| flags & 0x0f).ok_or_else(|| unsupported("no stream header".into()))?;
         let mut decoder = Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| unsupported(e.to_string()))?;
@@ -170,24 +170,26 @@ impl XzLayer {
     /// Within what `xz` writes: presets 0 to 9 (with or without `-e`), a dictionary of at most
     /// preset 9's 64 MiB, a known check, a multithreaded block size of at most 1 GiB. A larger
     /// dictionary or block would make applying the recipe take gigabytes.
-    pub(super) fn check_shape(&self) -> Result<(), String> {
+    pub(super) fn check_shape(&self) -> Result<(), OutOfBounds> {
         if self.preset & !PRESET_EXTREME > 9 {
-            return Err(format!("xz: preset {:#x}", self.preset));
+            return Err(OutOfBounds(format!("xz: preset {:#x}", self.preset)));
         }
         if self.dict_size > MAX_DICT {
-            return Err(format!("xz: a dictionary of {} bytes, more than {MAX_DICT}", self.dict_size));
+            return Err(OutOfBounds(format!("xz: a dictionary of {} bytes, more than {MAX_DICT}", self.dict_size)));
         }
         if check_of(self.check).is_none() {
-            return Err(format!("xz: check type {}", self.check));
+            return Err(OutOfBounds(format!("xz: check type {}", self.check)));
         }
         match self.block_size {
-            Some(size) if size > MAX_BLOCK => Err(format!("xz: blocks of {size} bytes, more than {MAX_BLOCK}")),
+            Some(size) if size > MAX_BLOCK => {
+                Err(OutOfBounds(format!("xz: blocks of {size} bytes, more than {MAX_BLOCK}")))
+            }
             _ => Ok(()),
         }
     }
 
     /// Recompresses `plain` exactly as the original file was.
-    pub fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let encoded = self.encode(plain, None)?.expect("an unchecked encoding completes");
         out.extend_from_slice(&encoded);
         out.extend_from_slice(&self.trailing);

@@ -199,7 +199,7 @@ fn tree_contents<'t>(tree: &'t Node, raw_name: &[u8], flags: u16) -> Option<&'t 
 impl ZipLayer {
     /// Records how to rebuild the zip file `bytes`, laid out as `layout`, from `tree`, its
     /// unpacked form.
-    pub fn create(bytes: &[u8], layout: &zip_archive::Layout, tree: &Node) -> Result<ZipLayer, RecipeError> {
+    pub(crate) fn create(bytes: &[u8], layout: &zip_archive::Layout, tree: &Node) -> Result<ZipLayer, RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("zip: {why}"));
         let paths = tree_paths(tree);
         let numbers: std::collections::HashMap<&[u8], i64> =
@@ -305,7 +305,7 @@ impl ZipLayer {
     }
 
     /// Rebuilds the zip file from `tree`, refusing to write more than `limit` bytes.
-    pub fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
         let damaged = |why: String| RecipeError::Damaged(format!("zip: {why}"));
         let grow = |out: &mut Vec<u8>, bytes: &[u8]| {
             if out.len() + bytes.len() > limit {

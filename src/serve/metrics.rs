@@ -19,16 +19,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn resolved(&self, took: Duration) {
+    pub(crate) fn resolved(&self, took: Duration) {
         Metrics::add(&self.resolution_micros, took.as_micros() as u64);
     }
 
     /// The counters in Prometheus' text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {

@@ -15,8 +15,8 @@
 //! at most [`MAX_PENDING`] wait (then a 503); a hash found missing is answered 404 from memory
 //! for `negative_ttl`, a failure 502 for a minute.
 
-pub mod metrics;
-pub mod path;
+pub(crate) mod metrics;
+pub(crate) mod path;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -31,9 +31,13 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{Semaphore, watch};
 
-use crate::fallback::{Cache, FetchError, FetchRequest, Fetcher, Mode, error_chain};
-use crate::hashing::Hash;
+use crate::error_chain::error_chain;
+use crate::fallback::{Cache, Fetcher};
+use crate::hashing::{Hash, HashMode};
+use crate::plan::SourceRequest;
+use crate::store::StorePath;
 use metrics::Metrics;
+use path::Requested;
 
 /// How the server behaves.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +121,7 @@ pub struct Server {
     /// Cache files whose BLAKE3 was checked, by (device, inode, length, mtime).
     verified: Mutex<HashSet<(u64, u64, u64, i64)>>,
     log: AccessLog,
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
 }
 
 /// The access log, on standard error, written by a thread of its own so that requests never
@@ -178,7 +182,7 @@ impl Server {
     }
 
     /// The HTTP routes: `/healthz`, `/metrics`, and every other path as a mirror request.
-    pub fn router(self: Arc<Server>) -> axum::Router {
+    pub(crate) fn router(self: Arc<Server>) -> axum::Router {
         axum::Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
             .route("/metrics", axum::routing::get(metrics_page))
@@ -192,13 +196,13 @@ impl Server {
         let (server, hash) = (self.clone(), hash.clone());
         // One trip to the blocking pool for the whole check: this is the path every hit takes.
         let opened = tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(cache.path(&hash, Mode::Flat)).ok()?;
+            let mut file = std::fs::File::open(cache.path(&hash, HashMode::Flat)).ok()?;
             let metadata = file.metadata().ok()?;
             let key = (metadata.dev(), metadata.ino(), metadata.len(), metadata.mtime());
             let known = server.verified.lock().expect("no thread panics holding it").contains(&key);
             if !known {
                 // The very file that will be sent is the one checked.
-                if !cache.is_intact_file(&hash, Mode::Flat, &mut file) {
+                if !cache.is_intact_file(&hash, HashMode::Flat, &mut file) {
                     return None;
                 }
                 std::io::Seek::rewind(&mut file).ok()?;
@@ -239,8 +243,8 @@ impl Server {
     }
 
     /// Resolves a hash, joining a resolution already under way.
-    async fn resolve(self: &Arc<Server>, hash: &Hash) -> Resolution {
-        let key = hash.to_sri();
+    async fn resolve(self: &Arc<Server>, requested: &Requested) -> Resolution {
+        let key = requested.hash.to_sri();
         let mut receiver = {
             let mut inflight = self.inflight.lock().expect("no thread panics holding it");
             match inflight.get(&key) {
@@ -250,11 +254,16 @@ impl Server {
                     let (sender, receiver) = watch::channel(None);
                     inflight.insert(key.clone(), receiver.clone());
                     let done = Done { server: self.clone(), key: key.clone() };
-                    let hash = hash.clone();
+                    let mut request = SourceRequest::of_hash(requested.hash.clone(), HashMode::Flat);
+                    // A named file has a store path, under which a binary cache may keep it.
+                    request.store_path = requested
+                        .name
+                        .as_deref()
+                        .and_then(|name| StorePath::fixed_output(name, &requested.hash, HashMode::Flat).ok());
                     // A task of its own: it finishes (and fills the cache) even if every request
                     // waiting for it has given up.
                     tokio::spawn(async move {
-                        let resolution = done.server.fetch(&hash).await;
+                        let resolution = done.server.fetch(&request).await;
                         if let Err(miss @ (Miss::NotFound(_) | Miss::Failed(_))) = &resolution {
                             done.server.remember(&done.key, miss);
                         }
@@ -272,7 +281,7 @@ impl Server {
         }
     }
 
-    async fn fetch(&self, hash: &Hash) -> Resolution {
+    async fn fetch(&self, request: &SourceRequest) -> Resolution {
         let _permit = self.resolutions.clone().acquire_owned().await.expect("the semaphore is never closed");
         Metrics::add(&self.metrics.resolutions, 1);
         Metrics::add(&self.metrics.resolutions_in_flight, 1);
@@ -280,7 +289,7 @@ impl Server {
         // A resolution that never ends (a hostile recipe can keep preflate busy forever) would
         // hold its slot for good: it is dropped after an hour. Its blocking thread, if any,
         // runs on; moving recipe rebuilds into a child process with limits would stop that.
-        let result = tokio::time::timeout(RESOLUTION_LIMIT, self.fetch_to_scratch(hash))
+        let result = tokio::time::timeout(RESOLUTION_LIMIT, self.fetch_to_scratch(request))
             .await
             .unwrap_or_else(|_| Err(Miss::Failed(format!("no answer within {} s", RESOLUTION_LIMIT.as_secs()))));
         self.metrics.resolved(started.elapsed());
@@ -288,19 +297,16 @@ impl Server {
         result
     }
 
-    async fn fetch_to_scratch(&self, hash: &Hash) -> Resolution {
+    async fn fetch_to_scratch(&self, request: &SourceRequest) -> Resolution {
         let failed = |why: String| Miss::Failed(why);
         std::fs::create_dir_all(&self.scratch)
             .map_err(|e| failed(format!("failed to create the scratch directory: {e}")))?;
         let dir = tempfile::tempdir_in(&self.scratch)
             .map_err(|e| failed(format!("failed to make a scratch directory: {e}")))?;
         let path = dir.path().join("file");
-        let request = FetchRequest { hash, mode: Mode::Flat, urls: &[], git_commit: None, hashed_mirrors: &[] };
-        match self.fetcher.fetch(&request, &path).await {
+        match self.fetcher.fetch(request, &path).await {
             Ok(report) => Ok(Arc::new(Resolved { path, origin: report.origin, _dir: dir })),
-            Err(
-                err @ (FetchError::NotArchived { .. } | FetchError::NeedsRecipe { .. } | FetchError::Skipped { .. }),
-            ) => Err(Miss::NotFound(error_chain(&err))),
+            Err(err) if err.is_not_found() => Err(Miss::NotFound(error_chain(&err))),
             Err(err) => Err(Miss::Failed(error_chain(&err))),
         }
     }
@@ -340,12 +346,13 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return (response, "only GET and HEAD".into());
     }
-    let hash = match path::requested_hash(path) {
-        Ok(hash) => hash,
+    let requested = match path::requested(path) {
+        Ok(requested) => requested,
         Err(err) => return (not_found(err.to_string()), "no hash".into()),
     };
+    let hash = &requested.hash;
     Metrics::add(&server.metrics.requests, 1);
-    if let Some((file, length)) = server.cached(&hash).await {
+    if let Some((file, length)) = server.cached(hash).await {
         Metrics::add(&server.metrics.hits, 1);
         return (send(server, method, tokio::fs::File::from_std(file), length), "hit".into());
     }
@@ -353,7 +360,7 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
     let key = hash.to_sri();
     let resolution = match server.remembered_miss(&key) {
         Some(miss) => Err(miss),
-        None => server.resolve(&hash).await,
+        None => server.resolve(&requested).await,
     };
     match resolution {
         // The scratch file may go once this request has it open: the open file stays readable.

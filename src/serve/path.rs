@@ -6,37 +6,48 @@
 //!   as the expression wrote it: hex, Nix base32, base64, or, for an SRI `hash`, an empty algo
 //!   and the SRI string, `//sha256-<base64>`;
 //! - base64 may hold `/` and `+`, sent unescaped: everything after the algo is the hash;
-//! - Guix asks `/file/<name>/<algo>/<nix32>` (the name is for people; only the hash counts).
+//! - Guix asks `/file/<name>/<algo>/<nix32>`: the hash is what counts; the name, with the hash,
+//!   also makes the store path a Nix binary cache may keep the file under.
 
 use crate::hashing::{Hash, HashAlgo};
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Requested {
+    pub hash: Hash,
+    /// The file's name, where the path gives one (Guix's form).
+    pub name: Option<String>,
+}
 
 /// Why a path names no hash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path:?} names no hash: {why}")]
-pub struct PathError {
+pub(crate) struct PathError {
     pub path: String,
     pub why: String,
 }
 
-/// The hash a request path (percent-decoded, without the leading `/`) asks for.
-pub fn requested_hash(path: &str) -> Result<Hash, PathError> {
+/// What a request path (percent-decoded, without the leading `/`) asks for.
+pub(crate) fn requested(path: &str) -> Result<Requested, PathError> {
     let error = |why: &str| PathError { path: format!("/{path}"), why: why.to_owned() };
-    let (algo, rest) = if let Some(guix) = path.strip_prefix("file/") {
+    let (name, algo, rest) = if let Some(guix) = path.strip_prefix("file/") {
         let mut parts = guix.splitn(3, '/');
-        let (_name, algo, hash) = (parts.next(), parts.next(), parts.next());
-        match (algo, hash) {
-            (Some(algo), Some(hash)) if !hash.contains('/') => (algo, hash),
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(name), Some(algo), Some(hash)) if !hash.contains('/') => (Some(name.to_owned()), algo, hash),
             _ => return Err(error("a Guix path is /file/<name>/<algo>/<nix32>")),
         }
     } else {
-        path.split_once('/').ok_or_else(|| error("expected /<algo>/<hash>"))?
+        let (algo, rest) = path.split_once('/').ok_or_else(|| error("expected /<algo>/<hash>"))?;
+        (None, algo, rest)
     };
-    if algo.is_empty() {
+    let hash = if algo.is_empty() {
         // `//sha256-<base64>`: the hash says its own algorithm.
-        return Hash::parse(rest, None).map_err(|e| error(&e.to_string()));
-    }
-    let algo: HashAlgo = algo.parse().map_err(|_| error(&format!("unknown hash algorithm {algo:?}")))?;
-    Hash::parse(rest, Some(algo)).map_err(|e| error(&e.to_string()))
+        Hash::parse(rest, None).map_err(|e| error(&e.to_string()))?
+    } else {
+        let algo: HashAlgo = algo.parse().map_err(|_| error(&format!("unknown hash algorithm {algo:?}")))?;
+        Hash::parse(rest, Some(algo)).map_err(|e| error(&e.to_string()))?
+    };
+    Ok(Requested { hash, name })
 }
 
 #[cfg(test)]
@@ -57,14 +68,16 @@ mod tests {
             format!("/{sri}"),
             format!("file/hello.txt/sha256/{nix32}"),
         ] {
-            assert_eq!(requested_hash(&path), Ok(expected.clone()), "{path}");
+            let named = path.starts_with("file/").then(|| "hello.txt".to_owned());
+            assert_eq!(requested(&path).unwrap().name, named, "{path}");
+            assert_eq!(requested(&path).map(|r| r.hash), Ok(expected.clone()), "{path}");
         }
     }
 
     proptest::proptest! {
         #[test]
         fn any_path_is_read_or_refused_without_panicking(path in "\\PC{0,200}") {
-            let _ = requested_hash(&path);
+            let _ = requested(&path);
         }
     }
 
@@ -76,7 +89,7 @@ mod tests {
             ("sha256/abcd", "sha256"),
             ("file/x/sha256", "a Guix path"),
         ] {
-            let err = requested_hash(path).unwrap_err();
+            let err = requested(path).unwrap_err();
             assert!(err.to_string().contains(why), "{path}: {err}");
         }
     }

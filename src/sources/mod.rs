@@ -49,7 +49,7 @@ pub enum SourceType {
 }
 
 impl SourceType {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SourceType::Url => "url",
             SourceType::Git => "git",
@@ -124,7 +124,7 @@ impl Source {
 
     /// The commit a git source is pinned to, if its ref is a full commit id (40 lowercase hex;
     /// refs such as `refs/tags/v1` name no commit by themselves).
-    pub fn git_commit(&self) -> Option<&str> {
+    pub(crate) fn git_commit(&self) -> Option<&str> {
         let reference = self.git_ref.as_deref().filter(|_| self.kind == SourceType::Git)?;
         let is_commit = reference.len() == 40 && reference.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         is_commit.then_some(reference)
@@ -179,6 +179,7 @@ pub struct ReadSources {
 
 /// Why a sources.json could not be read at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourcesError {
     #[error("failed to read {}", path.display())]
     Read {
@@ -204,6 +205,7 @@ pub enum SourcesError {
 
 /// Why a JSON document is not a sources file at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShapeError {
     #[error("the top level is not a JSON object")]
     NotAnObject,
@@ -220,7 +222,7 @@ pub fn read_file(path: &Path) -> Result<ReadSources, SourcesError> {
 }
 
 /// [`read_file`] on JSON already parsed; fails only if the top level is not a sources file.
-pub fn from_value(value: Value) -> Result<ReadSources, ShapeError> {
+pub(crate) fn from_value(value: Value) -> Result<ReadSources, ShapeError> {
     let Value::Object(mut top) = value else { return Err(ShapeError::NotAnObject) };
     let Some(Value::Array(entries)) = top.remove("sources") else {
         return Err(ShapeError::NoSources);

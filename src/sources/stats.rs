@@ -22,7 +22,7 @@ pub struct Stats {
 }
 
 /// How many hosts `top_hosts` lists.
-pub const TOP_HOSTS: usize = 40;
+pub(crate) const TOP_HOSTS: usize = 40;
 
 /// File types by the URL's ending, longest first.
 const FILE_TYPES: &[(&str, &str)] = &[
@@ -52,7 +52,7 @@ const FILE_TYPES: &[(&str, &str)] = &[
 
 /// What a url source's first URL says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlFacets {
+pub(crate) struct UrlFacets {
     /// `invalid` for a URL that does not parse.
     pub scheme: String,
     pub host: String,
@@ -62,7 +62,7 @@ pub struct UrlFacets {
 
 impl UrlFacets {
     /// The facets of a url source's first URL; `None` for VCS sources and sources without URLs.
-    pub fn of(source: &Source) -> Option<UrlFacets> {
+    pub(crate) fn of(source: &Source) -> Option<UrlFacets> {
         if source.kind != SourceType::Url {
             return None;
         }

@@ -55,7 +55,7 @@ pub struct DerivationError {
 
 impl Derivation {
     /// Parses the text of a `.drv` file.
-    pub fn parse(text: &[u8]) -> Result<Derivation, DerivationError> {
+    pub(crate) fn parse(text: &[u8]) -> Result<Derivation, DerivationError> {
         let mut p = Parser { text, pos: 0 };
         p.expect(b"Derive(")?;
         let outputs = p.list(|p| {

@@ -6,13 +6,15 @@
 //! - `nix-store --add-fixed` names the new path after the file's base name, so a source is added
 //!   from a file or directory named exactly as the derivation's output.
 
-pub mod derivation;
+pub(crate) mod derivation;
+pub(crate) mod path;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use derivation::{Derivation, DerivationError, Output};
+pub use path::{StorePath, StorePathError};
 
 use crate::hashing::HashAlgo;
 
@@ -22,6 +24,7 @@ const VALIDITY_BATCH: usize = 500;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     #[error("failed to read the derivation {path}")]
     ReadDerivation {
@@ -110,7 +113,7 @@ impl NixStore {
     }
 
     /// Which of `paths` are not valid (not built, fetched or substituted) in the store.
-    pub fn invalid_paths(&self, paths: &[String]) -> Result<HashSet<String>, StoreError> {
+    pub(crate) fn invalid_paths(&self, paths: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut invalid = HashSet::new();
         for batch in paths.chunks(VALIDITY_BATCH) {
             let mut cmd = self.nix_store();
@@ -122,7 +125,7 @@ impl NixStore {
 
     /// Adds the file or tree at `path` as a fixed output (flat, or NAR-hashed if `recursive`)
     /// and returns the store path Nix gave it.
-    pub fn add_fixed(&self, recursive: bool, algo: HashAlgo, path: &Path) -> Result<String, StoreError> {
+    pub(crate) fn add_fixed(&self, recursive: bool, algo: HashAlgo, path: &Path) -> Result<String, StoreError> {
         let mut cmd = self.nix_store();
         cmd.arg("--add-fixed");
         if recursive {

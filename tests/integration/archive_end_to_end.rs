@@ -4,8 +4,10 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use swh_bridge::archive::{ApiError, ArchiveClient, ClientConfig};
+use swh_bridge::archive::model::EntryKind;
+use swh_bridge::archive::{ApiError, ArchiveClient, ClientConfig, ContentKey, ExtIdKind};
 use swh_bridge::hashing::swhid::content_id;
+use swh_bridge::hashing::{Hash, HashAlgo};
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{line, output, tool};
@@ -28,17 +30,19 @@ fn a_flat_file_loaded_as_content_is_found_by_sha256_and_extid() {
 
     let client = client();
     let rt = runtime();
-    let info = rt.block_on(client.content("sha256", &hex)).unwrap();
+    let hash = Hash::parse(&hex, Some(HashAlgo::Sha256)).unwrap();
+    let key = ContentKey::of_hash(&hash).unwrap();
+    let info = rt.block_on(client.content(&key)).unwrap();
     assert_eq!(info.length, Some(bytes.len() as u64));
     assert_eq!(info.checksums["sha1_git"], content_id(&bytes).hex());
-    let raw = rt.block_on(async { client.content_raw("sha256", &hex).await.unwrap().bytes().await.unwrap() });
+    let raw = rt.block_on(async { client.content_raw(&key).await.unwrap().bytes().await.unwrap() });
     assert_eq!(raw.as_ref(), bytes.as_slice());
-    let digest = data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
-    let extid = rt.block_on(client.extid("checksum-sha256", &digest)).unwrap();
-    assert_eq!(extid.target, content_id(&bytes).to_string());
+    let extid = rt.block_on(client.extid(ExtIdKind::Checksum, &hash)).unwrap();
+    assert_eq!(extid.target, content_id(&bytes));
 
-    let missing = sha256_hex(b"never archived");
-    assert!(matches!(rt.block_on(client.content("sha256", &missing)), Err(ApiError::NotFound { .. })));
+    let missing = Hash::parse(&sha256_hex(b"never archived"), Some(HashAlgo::Sha256)).unwrap();
+    let missing = ContentKey::of_hash(&missing).unwrap();
+    assert!(matches!(rt.block_on(client.content(&missing)), Err(ApiError::NotFound { .. })));
 }
 
 #[test]
@@ -71,20 +75,24 @@ fn tarballs_are_archived_unpacked_under_nar_and_flat_extids() {
 
     let client = client();
     let rt = runtime();
-    let digest = |hex: &str| data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
-    let nar = rt.block_on(client.extid("nar-sha256", &digest(&nar_hex))).unwrap();
+    let sha256 = |hex: &str| Hash::parse(hex, Some(HashAlgo::Sha256)).unwrap();
+    let nar = rt.block_on(client.extid(ExtIdKind::Nar, &sha256(&nar_hex))).unwrap();
     let top_id = line(tool("swh").args(["identify", "--no-filename"]).arg(&norm_top));
-    assert_eq!(nar.target, top_id, "nar-sha256 points to the unpacked top folder");
+    assert_eq!(nar.target.to_string(), top_id, "nar-sha256 points to the unpacked top folder");
     let ours = line(crate::reference_tools::bridge().args(["hash", "path", "--type", "swhid"]).arg(&top));
-    assert_eq!(nar.target, ours, "swh-bridge's default (git's owner-bit rule) is what the archive stores");
+    assert_eq!(nar.target.to_string(), ours, "swh-bridge's default (git's owner-bit rule) is what the archive stores");
 
-    let flat = rt.block_on(client.extid("checksum-sha256", &digest(&flat_hex))).unwrap();
+    let flat = rt.block_on(client.extid(ExtIdKind::Checksum, &sha256(&flat_hex))).unwrap();
     let root_id = line(tool("swh").args(["identify", "--no-filename"]).arg(&normalised));
-    assert_eq!(flat.target, root_id, "checksum-sha256 points to the extraction root, around the top folder");
+    assert_eq!(
+        flat.target.to_string(),
+        root_id,
+        "checksum-sha256 points to the extraction root, around the top folder"
+    );
 
-    let listing = rt.block_on(client.directory(flat.target.rsplit(':').next().unwrap())).unwrap();
+    let listing = rt.block_on(client.directory(&flat.target)).unwrap();
     assert_eq!(listing.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["pkg-1.0"]);
-    assert_eq!(listing[0].kind, "dir");
+    assert_eq!(listing[0].kind, EntryKind::Dir);
 }
 
 fn fetch_with_cache(args: &[&str], out: &std::path::Path, data_dir: &std::path::Path) -> std::process::Output {
@@ -206,7 +214,7 @@ fn names_that_are_not_utf8_come_back_exactly() {
     let swhid = local_archive().add_tree(&top, &nar_hex);
 
     // As the web API lists them.
-    let listing = runtime().block_on(client().directory(swhid.rsplit(':').next().unwrap())).unwrap();
+    let listing = runtime().block_on(client().directory(&swhid.parse().unwrap())).unwrap();
     let mut listed: Vec<Vec<u8>> = listing.iter().map(|e| e.name_bytes().unwrap()).collect();
     listed.sort();
     let mut on_disk: Vec<Vec<u8>> =

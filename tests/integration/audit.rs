@@ -4,26 +4,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{bridge, line, output, tool};
-use crate::trees::{sha256_hex, temp_dir, write_file};
+use crate::trees::tarball;
+use crate::trees::{sha256_hex, temp_dir};
 
 fn sri(hex: &str) -> String {
     line(tool("nix").args(["hash", "to-sri", "--type", "sha256", hex]))
-}
-
-/// A tarball of a small tree whose README makes it unique; returns its bytes and the NAR hash
-/// (hex) of its top folder, as Nix computes them.
-fn tarball(dir: &Path, name: &str) -> (Vec<u8>, String) {
-    let top = dir.join(name);
-    fs::create_dir_all(top.join("src")).unwrap();
-    write_file(&top.join("README"), format!("the audit test: {name}\n").as_bytes(), 0o644);
-    write_file(&top.join("src/run"), b"#!/bin/sh\necho run\n", 0o755);
-    let bytes = output(Command::new("sh").arg("-c").arg(format!("tar -cf - {name} | gzip -9")).current_dir(dir));
-    fs::write(dir.join(format!("{name}.tar.gz")), &bytes).unwrap();
-    (bytes, line(tool("nix-hash").args(["--type", "sha256"]).arg(&top)))
 }
 
 fn audit(sources: &Path, state: &Path, args: &[&str]) -> (bool, serde_json::Value) {
@@ -42,10 +30,10 @@ fn audit_verdicts_agree_with_what_fetch_achieves() {
 
     let plain = b"the audit test: a plain file\n".to_vec();
     archive.load("content", "audit-plain.txt", &plain, &[("sha256", &sha256_hex(&plain))], None);
-    let (with_recipe, _) = tarball(dir, "audit-recipe-1.0");
+    let (with_recipe, _) = tarball(dir, "audit-recipe-1.0", "the audit test");
     archive.load("directory", "audit-recipe-1.0.tar.gz", &with_recipe, &[("sha256", &sha256_hex(&with_recipe))], None);
     output(bridge().args(["recipe", "create"]).arg(dir.join("audit-recipe-1.0.tar.gz")).arg("--store").arg(&store));
-    let (without_recipe, _) = tarball(dir, "audit-norecipe-1.0");
+    let (without_recipe, _) = tarball(dir, "audit-norecipe-1.0", "the audit test");
     archive.load(
         "directory",
         "audit-norecipe-1.0.tar.gz",
@@ -53,9 +41,9 @@ fn audit_verdicts_agree_with_what_fetch_achieves() {
         &[("sha256", &sha256_hex(&without_recipe))],
         None,
     );
-    let (nar_loaded, nar_hex) = tarball(dir, "audit-nar-1.0");
+    let (nar_loaded, nar_hex) = tarball(dir, "audit-nar-1.0", "the audit test");
     archive.load("directory", "audit-nar-1.0.tar.gz", &nar_loaded, &[("sha256", &nar_hex)], Some("nar"));
-    let (bridged, bridged_nar) = tarball(dir, "audit-bridged-1.0");
+    let (bridged, bridged_nar) = tarball(dir, "audit-bridged-1.0", "the audit test");
     archive.load("directory", "audit-bridged-1.0.tar.gz", &bridged, &[("sha256", &sha256_hex(&bridged))], None);
     output(bridge().args(["recipe", "create"]).arg(dir.join("audit-bridged-1.0.tar.gz")).arg("--store").arg(&store));
 
@@ -280,4 +268,53 @@ fn with_a_populated_bridge_index_a_thousand_sources_take_one_request() {
     assert_eq!(report["archive_requests"], 1);
     assert_eq!(report["summary"]["by_detail"]["recoverable"]["bridge_index"], 1000);
     known.assert();
+}
+
+#[test]
+fn only_an_archive_that_could_not_be_asked_fails_the_audit_and_it_is_no_baseline() {
+    let tmp = temp_dir();
+    let mut server = mockito::Server::new();
+    let api = format!("{}/api/1/", server.url());
+    let state = tmp.path().join("state.sqlite");
+    let args = ["--no-cache", "--archive", api.as_str()];
+    // Sources that cannot be told because of themselves: no hash, an unknown hash mode, a VCS
+    // source with a flat hash. Nothing is asked, and the audit is finished.
+    let untellable = serde_json::json!([
+        {"type": "url", "urls": ["https://example.org/a.tar.gz"]},
+        {"type": "url", "urls": ["https://example.org/b.tar.gz"], "integrity": "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "outputHashMode": "sideways"},
+        {"type": "git", "git_url": "https://example.org/c.git", "integrity": "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "outputHashMode": "flat"},
+    ]);
+    let first = tmp.path().join("first.json");
+    fs::write(&first, serde_json::json!({"version": 1, "sources": untellable}).to_string()).unwrap();
+    let (ok, report) = audit(&first, &state, &args);
+    assert!(ok, "{report:#}");
+    assert_eq!(report["summary"]["by_status"], serde_json::json!({"cannot_tell": 3}));
+    assert_eq!(report["archive_requests"], 0);
+
+    // One more source, which the archive refuses to answer about (a rate limit far off): the
+    // audit is unfinished, fails, and is not recorded.
+    let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let _limited = server
+        .mock("GET", mockito::Matcher::Regex("^/api/1/".into()))
+        .with_status(429)
+        .with_header("X-RateLimit-Remaining", "0")
+        .with_header("X-RateLimit-Reset", &reset.to_string())
+        .create();
+    let mut sources = untellable.as_array().unwrap().clone();
+    let asked = serde_json::json!({"type": "url", "urls": ["https://example.org/d.patch"],
+                                   "integrity": "sha256-LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "outputHashMode": "flat"});
+    sources.push(asked);
+    let second = tmp.path().join("second.json");
+    fs::write(&second, serde_json::json!({"version": 1, "sources": sources}).to_string()).unwrap();
+    let (ok, report) = audit(&second, &state, &args);
+    assert!(!ok);
+    assert_eq!(report["summary"]["by_status"]["cannot_tell"], 4);
+    assert_eq!(report["sources"][3]["because"], "archive");
+    assert_eq!(report["sources"][0]["because"], "input");
+    assert!(report.get("change").is_none(), "an unfinished audit shows no change: {report:#}");
+
+    // The first audit is still the baseline the next finished one compares with.
+    let (ok, again) = audit(&first, &state, &args);
+    assert!(ok);
+    assert_eq!(again["change"]["by_status"]["cannot_tell"], serde_json::json!([3, 3]));
 }

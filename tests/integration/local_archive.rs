@@ -148,10 +148,7 @@ impl LocalArchive {
     /// directories, the checksum layout (`standard` for a tarball's flat hash, `nar` for a NAR
     /// hash of the unpacked top folder).
     pub fn load(&self, loader: &str, name: &str, bytes: &[u8], checksums: &[(&str, &str)], layout: Option<&str>) {
-        // One loader at a time: the in-memory storage loses origins under concurrent visits
-        // ("Unknown origin" on origin_visit_add).
-        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = one_loader_at_a_time();
         fs::write(self.files_dir.join(name), bytes).unwrap();
         let checksums =
             serde_json::to_string(&checksums.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()).unwrap();
@@ -169,6 +166,42 @@ impl LocalArchive {
             out.status.success() && log.contains("'status': 'eventful'"),
             "the {loader} loader failed on {name}:\n{log}"
         );
+    }
+
+    /// Archives the git repository at `repo` with SWH's real git loader, as Save Code Now would.
+    pub fn load_git(&self, repo: &Path) {
+        let _turn = one_loader_at_a_time();
+        let out = Command::new(&self.swh)
+            .args(["loader", "run", "git"])
+            .arg(format!("file://{}", repo.display()))
+            .env("SWH_CONFIG_FILENAME", &self.loader_config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && log.contains("'status': 'eventful'"), "the git loader failed:\n{log}");
+    }
+
+    /// Records `data` as a content the archive skipped (as it does files over 100 MiB: listed,
+    /// no bytes), with a `checksum-<algo>` ExtID for `hex`, as the content loader would have
+    /// given it. Returns its SWHID.
+    pub fn add_skipped_content(&self, data: &[u8], algo: &str, hex: &str) -> String {
+        let python = self.swh.parent().unwrap().join("python");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        fs::write(file.path(), data).unwrap();
+        let out = Command::new(python)
+            .arg("-c")
+            .arg(ADD_SKIPPED_CONTENT)
+            .arg(&self.storage_url)
+            .arg(file.path())
+            .arg(format!("checksum-{algo}"))
+            .arg(hex)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "adding a skipped content failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// The vault's flat bundle of a directory, cooked by SWH's own cooker from this archive
@@ -208,6 +241,28 @@ impl LocalArchive {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 }
+
+/// One loader at a time: the in-memory storage loses origins under concurrent visits ("Unknown
+/// origin" on origin_visit_add).
+fn one_loader_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const ADD_SKIPPED_CONTENT: &str = r#"
+import sys
+from swh.model.model import ExtID, SkippedContent
+from swh.model.swhids import CoreSWHID, ObjectType
+from swh.storage import get_storage
+
+storage_url, path, extid_type, hex = sys.argv[1:5]
+storage = get_storage("remote", url=storage_url)
+skipped = SkippedContent.from_data(open(path, "rb").read(), reason="Content too large")
+storage.skipped_content_add([skipped])
+target = CoreSWHID(object_type=ObjectType.CONTENT, object_id=skipped.sha1_git)
+storage.extid_add([ExtID(extid_type=extid_type, extid=bytes.fromhex(hex), target=target, extid_version=1)])
+print(target)
+"#;
 
 const ADD_TREE: &str = r#"
 import os, sys

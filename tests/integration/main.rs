@@ -2,9 +2,11 @@
 //! the reference tools (`nix-store`, `nix-hash`, `nix`, `git`, `swh identify`), run here on trees
 //! the tests generate; `scripts/test.sh` installs those tools.
 
+mod agreement;
 mod archive_client;
 mod archive_end_to_end;
 mod audit;
+mod binary_cache;
 mod cli;
 mod daily;
 mod golden_hashing;

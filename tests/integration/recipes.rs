@@ -142,9 +142,9 @@ fn the_recipe_names_the_tree_the_directory_loader_archives() {
         let bytes = fs::read(&file).unwrap();
         let hex = line(tool("sha256sum").arg(&file)).split_whitespace().next().unwrap().to_owned();
         local_archive().load("directory", &format!("recipe-{name}"), &bytes, &[("sha256", &hex)], None);
-        let digest = data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
-        let extid = runtime.block_on(client.extid("checksum-sha256", &digest)).unwrap();
-        assert_eq!(shown["tree"], extid.target.as_str(), "{name}");
+        let hash = swh_bridge::hashing::Hash::parse(&hex, Some(swh_bridge::hashing::HashAlgo::Sha256)).unwrap();
+        let extid = runtime.block_on(client.extid(swh_bridge::archive::ExtIdKind::Checksum, &hash)).unwrap();
+        assert_eq!(shown["tree"], extid.target.to_string(), "{name}");
     }
 }
 

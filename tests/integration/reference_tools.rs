@@ -67,3 +67,29 @@ pub fn failure(cmd: &mut Command) -> String {
     assert!(!out.status.success(), "{:?} succeeded but should have failed", cmd.get_args().collect::<Vec<_>>());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Adds `path` to the chroot store `chroot` as a fixed output (flat, or NAR-hashed if
+/// `recursive`) and copies it into the binary cache at `cache` with `nix copy`; returns its
+/// store path.
+pub fn add_to_binary_cache(
+    chroot: &std::path::Path,
+    cache: &std::path::Path,
+    path: &std::path::Path,
+    recursive: bool,
+) -> String {
+    let mut add = tool("nix-store");
+    add.arg("--store").arg(chroot).arg("--add-fixed");
+    if recursive {
+        add.arg("--recursive");
+    }
+    let store_path = line(add.arg("sha256").arg(path));
+    output(
+        tool("nix")
+            .args(["copy", "--store"])
+            .arg(chroot)
+            .arg("--to")
+            .arg(format!("file://{}", cache.display()))
+            .arg(&store_path),
+    );
+    store_path
+}

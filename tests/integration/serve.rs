@@ -197,6 +197,7 @@ fn wrong_bytes_from_the_archive_are_never_served_and_a_slow_archive_gets_a_404()
         .mock("GET", format!("/api/1/content/sha256:{hex}/raw/").as_str())
         .with_body("other bytes, same length!!\n")
         .create();
+    let _no_extid = archive.mock("GET", mockito::Matcher::Regex("^/api/1/extid/".into())).with_status(404).create();
     let slow = sha256_hex(b"slow to find");
     let _slow = archive
         .mock("GET", format!("/api/1/content/sha256:{slow}/").as_str())

@@ -100,3 +100,18 @@ pub fn regular_files(root: &Path) -> Vec<(Vec<u8>, PathBuf)> {
     out.sort();
     out
 }
+
+/// A gzipped tarball (GNU tar, `gzip -9`) of a small tree, `name/README` (saying `text`) and an
+/// executable `name/src/run`, written to `dir/name.tar.gz`: its bytes and the NAR hash (hex) of
+/// its top folder, as `nix-hash` computes it.
+pub fn tarball(dir: &Path, name: &str, text: &str) -> (Vec<u8>, String) {
+    use crate::reference_tools::{line, output, tool};
+    let top = dir.join(name);
+    fs::create_dir_all(top.join("src")).unwrap();
+    write_file(&top.join("README"), format!("{text}: {name}\n").as_bytes(), 0o644);
+    write_file(&top.join("src/run"), b"#!/bin/sh\necho run\n", 0o755);
+    let bytes =
+        output(std::process::Command::new("sh").arg("-c").arg(format!("tar -cf - {name} | gzip -9")).current_dir(dir));
+    fs::write(dir.join(format!("{name}.tar.gz")), &bytes).unwrap();
+    (bytes, line(tool("nix-hash").args(["--type", "sha256"]).arg(&top)))
+}

@@ -6,9 +6,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use swh_bridge::archive::{ArchiveClient, ClientConfig};
-use swh_bridge::fallback::{Cache, FetchRequest, Fetcher, Mode};
-use swh_bridge::hashing::{Hash, HashAlgo};
+use swh_bridge::archive::{ArchiveClient, ClientConfig, ExtIdKind};
+use swh_bridge::fallback::{Cache, Fetcher};
+use swh_bridge::hashing::{Hash, HashAlgo, HashMode};
+use swh_bridge::plan::SourceRequest;
 
 use crate::local_archive::local_archive;
 use crate::reference_tools::{line, output, tool};
@@ -40,9 +41,9 @@ fn archive_tree(dir: &Path, name: &str) -> ArchivedTree {
     let tarball = output(tool("tar").arg("-C").arg(dir).args(["-czf", "-", name]));
     let nar_hex = line(tool("nix-hash").args(["--type", "sha256"]).arg(&top));
     local_archive().load("directory", &format!("{name}.tar.gz"), &tarball, &[("sha256", &nar_hex)], Some("nar"));
-    let digest = data_encoding::HEXLOWER.decode(nar_hex.as_bytes()).unwrap();
-    let extid = runtime().block_on(client_for(&local_archive().api).extid("nar-sha256", &digest)).unwrap();
-    ArchivedTree { top, nar_hex, swhid: extid.target }
+    let hash = Hash::parse(&nar_hex, Some(HashAlgo::Sha256)).unwrap();
+    let extid = runtime().block_on(client_for(&local_archive().api).extid(ExtIdKind::Nar, &hash)).unwrap();
+    ArchivedTree { top, nar_hex, swhid: extid.target.to_string() }
 }
 
 /// A mock vault that answers `new`, then `pending`, then `done`, and serves `bundle`; and the
@@ -67,8 +68,8 @@ fn mock_vault(server: &mut mockito::Server, tree: &ArchivedTree, bundle: Vec<u8>
     server.mock("GET", format!("{path}raw/").as_str()).with_body(bundle).create();
 }
 
-fn recursive_request(hash: &Hash) -> FetchRequest<'_> {
-    FetchRequest { hash, mode: Mode::Recursive, urls: &[], git_commit: None, hashed_mirrors: &[] }
+fn recursive_request(hash: &Hash) -> SourceRequest {
+    SourceRequest::of_hash(hash.clone(), HashMode::Recursive)
 }
 
 #[test]

@@ -23,8 +23,8 @@ pub use restore::{Restored, restore};
 pub use write::{NarHasher, NarWriter, dump_path};
 
 /// The first token of every NAR.
-pub const MAGIC: &[u8] = b"nix-archive-1";
+pub(crate) const MAGIC: &[u8] = b"nix-archive-1";
 
 /// Longest name or symlink target accepted (Linux's `PATH_MAX`): anything longer cannot be
 /// restored and is treated as hostile.
-pub const MAX_NAME_LEN: u64 = 4096;
+pub(crate) const MAX_NAME_LEN: u64 = 4096;

@@ -2,7 +2,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::parse_with_limits;
-use crate::hashing::tree::disk::{Restorer, rename_no_replace, staging_dir_beside};
+use crate::atomic::{rename_no_replace, staging_dir_beside};
+use crate::hashing::tree::disk::Restorer;
 use crate::hashing::tree::{Limits, TreeError};
 use crate::hashing::{Hash, HashAlgo, Hasher};
 

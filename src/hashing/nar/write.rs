@@ -32,11 +32,11 @@ impl<W: Write> NarWriter<W> {
     }
 
     /// The writer, once the tree is complete.
-    pub fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.out
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
+    pub(crate) fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }
 

@@ -157,7 +157,7 @@ impl Walker {
 /// Reads exactly `size` bytes of `file` from its start with positioned reads (so that several
 /// threads can share one descriptor), passing each chunk of at most `buf.len()` bytes to `consume`.
 /// A file that turns out shorter or longer than `size` is [`TreeError::ChangedWhileReading`].
-pub fn read_exactly_at(
+pub(crate) fn read_exactly_at(
     file: &File,
     path: &Path,
     size: u64,
@@ -323,43 +323,4 @@ impl TreeSink for Restorer {
             _ => Err(self.out_of_order("the end of a directory")),
         }
     }
-}
-
-/// The directory `path` will be in (`.` for a bare file name): where to stage what is written
-/// to `path`, so that the final rename stays within one file system.
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
-/// A temporary directory beside `path`, removed when dropped, to build a tree in before it is
-/// renamed to `path`.
-pub fn staging_dir_beside(path: &Path) -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new().prefix(".swh-bridge-staging-").tempdir_in(parent_dir(path))
-}
-
-/// Syncs a complete temporary file and renames it to `to` without replacing anything there.
-pub fn persist_no_replace(temp: tempfile::NamedTempFile, to: &Path) -> std::io::Result<()> {
-    temp.as_file().sync_all()?;
-    let temp_path = temp.into_temp_path();
-    rename_no_replace(&temp_path, to)?;
-    // The file now lives at `to`: there is nothing left for the guard to delete.
-    std::mem::forget(temp_path);
-    Ok(())
-}
-
-/// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything at `to`
-/// (`rename(2)` would silently replace a file or an empty directory).
-pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
-    let c_path = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path contains a NUL byte"))
-    };
-    let (from, to) = (c_path(from)?, c_path(to)?);
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let status =
-        unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
-    if status == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

@@ -28,7 +28,7 @@ pub enum Node {
 }
 
 /// A directory's entries by name, hence in NAR order (raw name bytes).
-pub type Entries = BTreeMap<Vec<u8>, Node>;
+pub(crate) type Entries = BTreeMap<Vec<u8>, Node>;
 
 impl Node {
     pub fn empty_directory() -> Node {
@@ -110,7 +110,7 @@ impl Node {
     }
 
     /// The node at a `/`-separated relative path, if there is one.
-    pub fn get(&self, path: &[u8]) -> Option<&Node> {
+    pub(crate) fn get(&self, path: &[u8]) -> Option<&Node> {
         path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").try_fold(
             self,
             |node, component| match node {

@@ -21,7 +21,7 @@
 pub mod disk;
 pub mod memory;
 pub mod tarball;
-pub mod zip_archive;
+pub(crate) mod zip_archive;
 
 use std::fs::File;
 use std::io;
@@ -157,7 +157,7 @@ pub enum ExecutableRule {
 }
 
 impl ExecutableRule {
-    pub fn is_executable(self, mode: u32) -> bool {
+    pub(crate) fn is_executable(self, mode: u32) -> bool {
         match self {
             ExecutableRule::Owner => mode & 0o100 != 0,
             ExecutableRule::Any => mode & 0o111 != 0,
@@ -167,6 +167,7 @@ impl ExecutableRule {
 
 /// Everything that can go wrong reading, writing or checking a tree.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TreeError {
     #[error("failed to read {}", path.display())]
     Read {
@@ -290,7 +291,7 @@ impl Budget {
 }
 
 /// Why a directory entry name cannot stand in a NAR or on disk, if it cannot.
-pub fn invalid_name_reason(name: &[u8]) -> Option<&'static str> {
+pub(crate) fn invalid_name_reason(name: &[u8]) -> Option<&'static str> {
     match name {
         b"" => Some("the name is empty"),
         b"." | b".." => Some("the name is `.` or `..`"),

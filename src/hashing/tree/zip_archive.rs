@@ -34,15 +34,15 @@ const CENTRAL_SIGNATURE: &[u8] = b"PK\x01\x02";
 const END_SIGNATURE: &[u8] = b"PK\x05\x06";
 const ZIP64_END_SIGNATURE: &[u8] = b"PK\x06\x06";
 const ZIP64_LOCATOR_SIGNATURE: &[u8] = b"PK\x06\x07";
-pub const LOCAL_FIXED: usize = 30;
-pub const CENTRAL_FIXED: usize = 46;
+pub(crate) const LOCAL_FIXED: usize = 30;
+pub(crate) const CENTRAL_FIXED: usize = 46;
 const END_FIXED: usize = 22;
 /// Flag bit 3: the CRC and sizes follow the data, in a data descriptor.
-pub const FLAG_DESCRIPTOR: u16 = 1 << 3;
+pub(crate) const FLAG_DESCRIPTOR: u16 = 1 << 3;
 /// Flag bit 11: the name is UTF-8.
-pub const FLAG_UTF8: u16 = 1 << 11;
-pub const METHOD_STORED: u16 = 0;
-pub const METHOD_DEFLATED: u16 = 8;
+pub(crate) const FLAG_UTF8: u16 = 1 << 11;
+pub(crate) const METHOD_STORED: u16 = 0;
+pub(crate) const METHOD_DEFLATED: u16 = 8;
 
 /// Code page 437's characters for bytes 0x80 to 0xff, as Python's `cp437` codec maps them (its
 /// lower half is ASCII).
@@ -51,14 +51,13 @@ const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ
 
 /// One entry, as its central directory record describes it, with its local header found.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The central directory record (fixed part, name, extra field, comment).
     pub central: Range<usize>,
     /// The local header (fixed part, name, extra field).
     pub local: Range<usize>,
     /// The entry's data as stored (compressed or not).
     pub data: Range<usize>,
-    pub flags: u16,
     pub method: u16,
     pub crc: u32,
     /// The uncompressed size.
@@ -71,7 +70,7 @@ pub struct Entry {
 
 /// Where everything is in a zip file.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// In central directory order.
     pub entries: Vec<Entry>,
     /// The central directory's records, start to end.
@@ -97,7 +96,7 @@ fn malformed(offset: usize, reason: impl Into<String>) -> TreeError {
 }
 
 /// Decodes an entry name as Python's zipfile does.
-pub fn decode_name(raw: &[u8], flags: u16) -> Option<Vec<u8>> {
+pub(crate) fn decode_name(raw: &[u8], flags: u16) -> Option<Vec<u8>> {
     let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
     if flags & FLAG_UTF8 != 0 {
         return std::str::from_utf8(raw).ok().map(|name| name.as_bytes().to_vec());
@@ -139,7 +138,7 @@ fn find_end(bytes: &[u8]) -> Result<usize, TreeError> {
 }
 
 /// Reads where every entry of the zip file `bytes` is.
-pub fn layout(bytes: &[u8]) -> Result<Layout, TreeError> {
+pub(crate) fn layout(bytes: &[u8]) -> Result<Layout, TreeError> {
     let end = find_end(bytes)?;
     let mut count = u64::from(u16_at(bytes, end + 10));
     let mut size = u64::from(u32_at(bytes, end + 12));
@@ -227,7 +226,6 @@ fn entry_at(bytes: &[u8], at: usize, shift: usize, central_end: usize) -> Result
         central: at..record_end,
         local: local..local_end,
         data: local_end..data_end,
-        flags,
         method,
         crc,
         size,
@@ -237,7 +235,7 @@ fn entry_at(bytes: &[u8], at: usize, shift: usize, central_end: usize) -> Result
 }
 
 /// An entry's uncompressed bytes, checked against its size and CRC.
-pub fn contents(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>, TreeError> {
+pub(crate) fn contents(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>, TreeError> {
     let data = &bytes[entry.data.clone()];
     let contents = match entry.method {
         METHOD_STORED => data.to_vec(),
@@ -278,7 +276,7 @@ pub fn contents(bytes: &[u8], entry: &Entry) -> Result<Vec<u8>, TreeError> {
 }
 
 /// The tree path an entry becomes, or `None` for one Python's unpacking skips.
-pub fn tree_path(entry: &Entry) -> Result<Option<&[u8]>, TreeError> {
+pub(crate) fn tree_path(entry: &Entry) -> Result<Option<&[u8]>, TreeError> {
     let name = entry.name.as_deref().ok_or_else(|| {
         malformed(
             entry.central.start,
@@ -290,7 +288,7 @@ pub fn tree_path(entry: &Entry) -> Result<Option<&[u8]>, TreeError> {
 
 /// Whether Python's unpacking writes an entry with this (decoded) name: not if it starts with
 /// `/` or contains `..` anywhere.
-pub fn is_unpacked(name: &[u8]) -> bool {
+pub(crate) fn is_unpacked(name: &[u8]) -> bool {
     !name.starts_with(b"/") && !name.windows(2).any(|w| w == b"..")
 }
 
@@ -302,7 +300,7 @@ impl Node {
     }
 
     /// [`Node::from_zip`] for a zip whose layout has been read already.
-    pub fn from_zip_layout(bytes: &[u8], layout: &Layout, limits: Limits) -> Result<Node, TreeError> {
+    pub(crate) fn from_zip_layout(bytes: &[u8], layout: &Layout, limits: Limits) -> Result<Node, TreeError> {
         let mut budget = Budget::new(limits);
         let mut root = Node::empty_directory();
         for entry in &layout.entries {

@@ -1,5 +1,5 @@
 //! A Nix binary cache (cache.nixos.org) as the last place a source's bytes can come from: every
-//! fixed output Hydra built is there as a NAR, named by a `.narinfo`.
+//! fixed output Hydra built is there as a NAR of its store path, named by a `.narinfo`.
 //!
 //! Format quirks:
 //! - a `.narinfo` is `Key: value` lines; `URL` is relative to the cache root, `Compression` is
@@ -15,27 +15,37 @@
 //! own hash (the caller's job).
 
 use std::io::Read;
+use std::time::Duration;
 
-use crate::fallback::{FetchError, Fetcher};
+use crate::download::{BodyError, read_within};
 use crate::hashing::nar;
 use crate::hashing::tree::memory::{Node, NodeBuilder};
 use crate::hashing::tree::{Limits, TreeError};
-use crate::hashing::{Hash, Hasher};
-use crate::sources::Source;
+use crate::hashing::{Hash, HashMode, Hasher};
+use crate::store::StorePath;
 
 /// Compressed NARs larger than this are not downloaded (a recipe models files up to 2 GiB).
 const MAX_NAR_DOWNLOAD: u64 = 2 << 30;
+/// A narinfo is a few hundred bytes.
+const MAX_NARINFO: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BinaryCacheError {
     #[error("the narinfo {location} is malformed: {why}")]
     Narinfo { location: String, why: String },
     #[error("{location} has no narinfo for {store_path}")]
-    NotCached { location: String, store_path: String },
+    NotCached { location: String, store_path: StorePath },
     #[error("the NAR {url} is compressed with {compression}, which is not supported (xz, zstd, bzip2, none are)")]
     Compression { url: String, compression: String },
-    #[error("failed to download from the binary cache")]
-    Download(#[source] FetchError),
+    #[error("failed to download {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("refusing {url}: it is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
     #[error("failed to read the NAR {url}")]
     Nar {
         url: String,
@@ -44,11 +54,17 @@ pub enum BinaryCacheError {
     },
     #[error("refusing the NAR {url}: its NAR hash is {actual}, the narinfo says {expected}")]
     NarHash { url: String, expected: Hash, actual: Hash },
+    #[error("the binary cache's NAR of {store_path} is not a single file, as a flat-hashed source's is")]
+    NotAFile { store_path: String },
+    #[error("refusing the binary cache's {what} for {expected}: it hashes to {actual}")]
+    Mismatch { what: &'static str, expected: Hash, actual: Hash },
+    #[error("reading the NAR panicked: {0}")]
+    Panicked(String),
 }
 
 /// What a `.narinfo` says about where the NAR is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NarInfo {
+pub(crate) struct NarInfo {
     /// Relative to the cache root.
     pub url: String,
     pub compression: String,
@@ -57,7 +73,7 @@ pub struct NarInfo {
 
 impl NarInfo {
     /// Reads a narinfo's text; `location` names it in errors.
-    pub fn parse(text: &str, location: &str) -> Result<NarInfo, BinaryCacheError> {
+    pub(crate) fn parse(text: &str, location: &str) -> Result<NarInfo, BinaryCacheError> {
         let malformed = |why: String| BinaryCacheError::Narinfo { location: location.to_owned(), why };
         let field =
             |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(": ").map(str::trim));
@@ -76,36 +92,58 @@ impl NarInfo {
 #[derive(Debug, Clone)]
 pub struct BinaryCache {
     root: url::Url,
+    http: reqwest::Client,
 }
 
 impl BinaryCache {
-    pub fn new(root: &url::Url) -> BinaryCache {
+    /// The cache at `root`; a download that goes `timeout` without a byte is given up.
+    pub(crate) fn new(root: &url::Url, timeout: Duration) -> BinaryCache {
         let mut root = root.clone();
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        BinaryCache { root }
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .build()
+            .expect("a client with timeouts builds");
+        BinaryCache { root, http }
     }
 
-    /// The narinfo for a source: its `narinfo` text if the entry has one, else the cache's for
-    /// its store path. `None` when the entry names no store path.
-    pub async fn narinfo(&self, fetcher: &Fetcher, source: &Source) -> Result<Option<NarInfo>, BinaryCacheError> {
-        if let Some(text) = &source.narinfo {
+    pub(crate) fn root(&self) -> &url::Url {
+        &self.root
+    }
+
+    /// The narinfo for a source: `text` if the source came with one (sources.json carries
+    /// cache.nixos.org's), else the cache's for its store path. `None` when neither is given.
+    pub(crate) async fn narinfo(
+        &self,
+        store_path: Option<&StorePath>,
+        text: Option<&str>,
+    ) -> Result<Option<NarInfo>, BinaryCacheError> {
+        if let Some(text) = text {
             return NarInfo::parse(text, "in sources.json").map(Some);
         }
-        let Some(store_path) = &source.nix_store_path else { return Ok(None) };
-        let hash_part = store_path.strip_prefix("/nix/store/").and_then(|name| name.get(..32));
-        let Some(hash_part) = hash_part.filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric())) else {
-            return Ok(None);
-        };
-        let location = self.root.join(&format!("{hash_part}.narinfo")).expect("a relative path").to_string();
-        match fetcher.download(&location, 1 << 20).await {
-            Ok(bytes) => NarInfo::parse(&String::from_utf8_lossy(&bytes), &location).map(Some),
-            Err(FetchError::Download { source, .. }) if source.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
-                Err(BinaryCacheError::NotCached { location, store_path: store_path.clone() })
+        let Some(store_path) = store_path else { return Ok(None) };
+        let location = self.root.join(&format!("{}.narinfo", store_path.hash_part())).expect("a relative path");
+        match self.download(&location, MAX_NARINFO).await {
+            Ok(bytes) => NarInfo::parse(&String::from_utf8_lossy(&bytes), location.as_str()).map(Some),
+            Err(BinaryCacheError::Download { source, .. })
+                if source.status() == Some(reqwest::StatusCode::NOT_FOUND) =>
+            {
+                Err(BinaryCacheError::NotCached { location: location.to_string(), store_path: store_path.clone() })
             }
-            Err(err) => Err(BinaryCacheError::Download(err)),
+            Err(err) => Err(err),
         }
+    }
+
+    async fn download(&self, url: &url::Url, limit: u64) -> Result<Vec<u8>, BinaryCacheError> {
+        let download = |source| BinaryCacheError::Download { url: url.to_string(), source };
+        let response = self.http.get(url.clone()).send().await.and_then(|r| r.error_for_status()).map_err(download)?;
+        read_within(response, limit).await.map_err(|err| match err {
+            BodyError::TooLarge { limit } => BinaryCacheError::TooLarge { url: url.to_string(), limit },
+            BodyError::Transport(source) => download(source),
+        })
     }
 
     /// Where the NAR is: under the cache root, checked once joined (an escaped `..`, `%2e%2e`,
@@ -123,14 +161,12 @@ impl BinaryCache {
     }
 
     /// Downloads the NAR a narinfo names, checks its NAR hash, and reads it into a tree.
-    pub async fn tree(&self, fetcher: &Fetcher, info: &NarInfo) -> Result<Node, BinaryCacheError> {
-        let url = self.nar_url(info)?.to_string();
-        let compressed = fetcher.download(&url, MAX_NAR_DOWNLOAD).await.map_err(BinaryCacheError::Download)?;
-        let info = info.clone();
+    pub(crate) async fn tree(&self, info: &NarInfo) -> Result<Node, BinaryCacheError> {
+        let url = self.nar_url(info)?;
+        let compressed = self.download(&url, MAX_NAR_DOWNLOAD).await?;
+        let (info, url) = (info.clone(), url.to_string());
         let read = tokio::task::spawn_blocking(move || read_nar(&compressed, &info, &url)).await;
-        read.unwrap_or_else(|panic| {
-            Err(BinaryCacheError::Narinfo { location: "the NAR".into(), why: format!("reading it panicked: {panic}") })
-        })
+        read.unwrap_or_else(|panic| Err(BinaryCacheError::Panicked(panic.to_string())))
     }
 }
 
@@ -171,25 +207,22 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// A flat-hashed source's bytes from its NAR: the NAR must be one regular file with that hash.
-pub fn flat_file(tree: Node, hash: &Hash) -> Result<Vec<u8>, String> {
-    let Node::File { contents, .. } = tree else {
-        return Err("the binary cache's NAR is not a single file".into());
+/// What a store path's NAR holds of a source with hash `hash`, checked against it: for a flat
+/// hash, the one regular file the NAR must be, whose bytes have that hash; for a NAR hash, the
+/// tree, whose NAR has it.
+pub(crate) fn source_of(tree: Node, hash: &Hash, mode: HashMode, store_path: &str) -> Result<Node, BinaryCacheError> {
+    let actual = match (mode, &tree) {
+        (HashMode::Flat, Node::File { contents, .. }) => {
+            let mut hasher = hash.algo().hasher();
+            hasher.update(contents);
+            hasher.finish()
+        }
+        (HashMode::Flat, _) => return Err(BinaryCacheError::NotAFile { store_path: store_path.to_owned() }),
+        (HashMode::Recursive, tree) => tree.nar_hash(hash.algo()),
     };
-    let mut hasher = hash.algo().hasher();
-    hasher.update(&contents);
-    let actual = hasher.finish();
     if actual != *hash {
-        return Err(format!("refusing the binary cache's file for {hash}: it hashes to {actual}"));
-    }
-    Ok(contents)
-}
-
-/// A recursive source's tree from its NAR, checked against the source's NAR hash.
-pub fn recursive_tree(tree: Node, hash: &Hash) -> Result<Node, String> {
-    let actual = tree.nar_hash(hash.algo());
-    if actual != *hash {
-        return Err(format!("refusing the binary cache's tree for {hash}: its NAR hashes to {actual}"));
+        let what = if mode == HashMode::Flat { "file" } else { "tree" };
+        return Err(BinaryCacheError::Mismatch { what, expected: hash.clone(), actual });
     }
     Ok(tree)
 }
@@ -206,7 +239,7 @@ mod tests {
         ) {
             let text: String = lines.iter().map(|(key, value)| format!("{key}: {value}\n")).collect();
             if let Ok(info) = NarInfo::parse(&text, "t") {
-                let cache = BinaryCache::new(&url::Url::parse("http://127.0.0.1:1/cache/").unwrap());
+                let cache = BinaryCache::new(&url::Url::parse("http://127.0.0.1:1/cache/").unwrap(), Duration::from_secs(1));
                 if let Ok(url) = cache.nar_url(&info) {
                     proptest::prop_assert!(url.as_str().starts_with("http://127.0.0.1:1/cache/"));
                 }
@@ -230,7 +263,7 @@ mod tests {
         }
         assert!(NarInfo::parse("URL: nar/x.nar\n", "t").unwrap_err().to_string().contains("no NarHash"));
 
-        let cache = BinaryCache::new(&url::Url::parse("http://127.0.0.1:1/cache").unwrap());
+        let cache = BinaryCache::new(&url::Url::parse("http://127.0.0.1:1/cache").unwrap(), Duration::from_secs(1));
         let at = |url: &str| cache.nar_url(&NarInfo { url: url.into(), ..info.clone() }).map(|u| u.to_string());
         assert_eq!(at("nar/x.nar.xz").unwrap(), "http://127.0.0.1:1/cache/nar/x.nar.xz");
         for escaped in ["nar/%2e%2e/%2e%2e/etc/passwd", "%2e%2e/x", "//evil.example/x"] {

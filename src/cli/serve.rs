@@ -1,0 +1,50 @@
+//! `swh-bridge serve`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use swh_bridge::serve::{ServeOptions, Server};
+
+use super::ArchiveArgs;
+
+/// Run a hashed mirror for Nix and Guix builds: every flat-hashed download whose upstream is
+/// gone is answered from Software Heritage, verified (`hashed-mirrors = http://ADDR/` in
+/// nix.conf).
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Fetches from the archive that may run at once.
+    #[arg(long, default_value_t = 4)]
+    max_resolutions: usize,
+    /// Seconds a request waits for its source to be found before answering 404 (the search goes
+    /// on, and a later request finds it cached).
+    #[arg(long, default_value_t = 120)]
+    resolve_timeout: u64,
+    /// Seconds a hash found missing is answered 404 without asking the archive again.
+    #[arg(long, default_value_t = 600)]
+    negative_ttl: u64,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let workspace = args.archive.workspace()?;
+    let options = ServeOptions {
+        max_resolutions: args.max_resolutions,
+        resolve_timeout: Duration::from_secs(args.resolve_timeout),
+        negative_ttl: Duration::from_secs(args.negative_ttl),
+    };
+    let server =
+        Arc::new(Server::new(workspace.mirror_fetcher(), workspace.cache(), workspace.serve_scratch_dir(), options));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    eprintln!("serving a hashed mirror on http://{address}/ (nix.conf: hashed-mirrors = http://{address}/)");
+    swh_bridge::serve::run(server, listener).await.context("the server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
