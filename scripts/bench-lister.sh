@@ -11,24 +11,24 @@ runs=${BENCH_RUNS:-5}
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
 cargo build --release --quiet
-bridge=$PWD/target/release/swh-bridge
+bridge=${CARGO_TARGET_DIR:-$PWD/target}/release/swh-bridge
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 scripts/gen-raw-evaluation.py "$n" 1 > "$work/raw-old.json"
 python3 scripts/gen-raw-evaluation.py "$n" 2 > "$work/raw-new.json"
-"$bridge" list --from-raw "$work/raw-old.json" -o "$work/old.json" 2>/dev/null
-"$bridge" list --from-raw "$work/raw-new.json" -o "$work/new.json" 2>/dev/null
+"$bridge" list --no-narinfo --from-raw "$work/raw-old.json" -o "$work/old.json" 2>/dev/null
+"$bridge" list --no-narinfo --from-raw "$work/raw-new.json" -o "$work/new.json" 2>/dev/null
 echo "raw evaluation: $n records, $(($(stat -c %s "$work/raw-old.json") / 1000000)) MB; sources.json: $(($(stat -c %s "$work/old.json") / 1000000)) MB"
 
 hf() { hyperfine --style none --runs "$runs" --warmup 1 --export-json "$work/$1.json" -n "$1" "$2" >/dev/null 2>&1; }
-hf post-process "'$bridge' list --from-raw '$work/raw-old.json' -o '$work/out.json'"
+hf post-process "'$bridge' list --no-narinfo --from-raw '$work/raw-old.json' -o '$work/out.json'"
 hf jq-raw "jq -c . '$work/raw-old.json' > /dev/null"
 hf diff "'$bridge' sources diff '$work/old.json' '$work/new.json' > /dev/null 2>&1"
 hf jq-both "jq -c . '$work/old.json' '$work/new.json' > /dev/null"
 
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1; }
-post_rss=$(rss "$bridge" list --from-raw "$work/raw-old.json" -o "$work/out.json")
+post_rss=$(rss "$bridge" list --no-narinfo --from-raw "$work/raw-old.json" -o "$work/out.json")
 diff_rss=$(rss "$bridge" sources diff "$work/old.json" "$work/new.json")
 
 python3 - "$work" "$post_rss" "$diff_rss" <<'PY'

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 corpus=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge/package-corpus}
 [ -d "$corpus" ] || { echo "no corpus at $corpus: see the comment at the top of this script" >&2; exit 1; }
 cargo build --release --quiet
-bridge=$PWD/target/release/swh-bridge
+bridge=${CARGO_TARGET_DIR:-$PWD/target}/release/swh-bridge
 
 work=$(mktemp -d)
 server_pid=

@@ -19,7 +19,7 @@ for corpus in "$@"; do
   [ -d "$corpus" ] || { echo "no corpus at $corpus: see the comment at the top of this script" >&2; exit 1; }
 done
 cargo build --release --quiet
-bridge=$PWD/target/release/swh-bridge
+bridge=${CARGO_TARGET_DIR:-$PWD/target}/release/swh-bridge
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

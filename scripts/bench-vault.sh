@@ -17,7 +17,7 @@ command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -q
 command -v nix-hash >/dev/null || { echo "nix-hash is missing: run scripts/test.sh once" >&2; exit 1; }
 
 cargo build --release --quiet
-bridge=$PWD/target/release/swh-bridge
+bridge=${CARGO_TARGET_DIR:-$PWD/target}/release/swh-bridge
 
 work=$(mktemp -d)
 server_pid=

@@ -20,7 +20,7 @@ command -v nix-hash >/dev/null || { echo "nix-hash is missing: run scripts/test.
 [ -x "$swh" ] || { echo "$swh is missing: run scripts/test.sh once" >&2; exit 1; }
 
 cargo build --release --quiet
-bridge=$PWD/target/release/swh-bridge
+bridge=${CARGO_TARGET_DIR:-$PWD/target}/release/swh-bridge
 
 bytes=$(du -sb "$tree" | cut -f1)
 files=$(find "$tree" | wc -l)

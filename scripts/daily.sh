@@ -15,6 +15,7 @@
 #   SWH_BRIDGE_DATA   where sources.json files, the recipe store and the state live
 #                     [default: $XDG_DATA_HOME/swh-bridge]
 #   SWH_BRIDGE_JOBS   evaluators and captures at once [default: number of cores]
+#   SWH_BRIDGE_LIST_ARGS  more arguments for `list` (--system S, --binary-cache URL, --no-narinfo)
 #   SWH_BRIDGE_LOAD_ARGS  more arguments for `load` and `load status` (--archive URL, say)
 #   SWH_TOKEN         an archive API token (1,200 requests an hour instead of 120)
 # Each step's output goes to $SWH_BRIDGE_DATA/daily/<UTC time>/; a failed step stops the job with a
@@ -27,12 +28,13 @@ bridge=${SWH_BRIDGE:-swh-bridge}
 data=${SWH_BRIDGE_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/swh-bridge}
 jobs=${SWH_BRIDGE_JOBS:-$(nproc)}
 today=$data/daily/$(date -u +%Y-%m-%dT%H%M%SZ)
+read -r -a list_args <<< "${SWH_BRIDGE_LIST_ARGS:-}"
 read -r -a load_args <<< "${SWH_BRIDGE_LOAD_ARGS:-}"
 mkdir -p "$today"
 
 revision=$(git -C "$NIXPKGS" rev-parse HEAD)
 echo "listing nixpkgs $revision"
-"$bridge" list "$NIXPKGS" --jobs "$jobs" --output "$today/sources.json" --json > "$today/list.json"
+"$bridge" list "$NIXPKGS" --jobs "$jobs" "${list_args[@]}" --output "$today/sources.json" --json > "$today/list.json"
 
 since=()
 if [ -e "$data/latest.json" ]; then

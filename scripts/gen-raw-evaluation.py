@@ -1,4 +1,4 @@
-"""Writes a synthetic raw evaluation (the walker's output, as `swh-bridge list --save-raw` keeps
+"""Writes a synthetic raw evaluation (the fixed-output records, as `swh-bridge list --save-raw` keeps
 it) with N sources, for benchmarking the post-processing: urls with and without mirror://,
 hashes in hex, Nix base32 and SRI, git/hg/svn sources, and 5 % duplicates.
 

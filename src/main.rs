@@ -60,21 +60,11 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::List(args) => cli::list::run(args),
         Command::Sources(command) => cli::sources::run(command),
         Command::Publish(args) => cli::publish::run(args),
-        Command::Fetch(args) => asynchronously(cli::fetch::run(args)),
-        Command::Prefetch(args) => asynchronously(cli::prefetch::run(args)),
-        Command::Load(args) => asynchronously(cli::load::run(*args)),
-        Command::Audit(args) => asynchronously(cli::audit::run(args)),
-        Command::Serve(args) => asynchronously(cli::serve::run(args)),
-        Command::Recipe(command) => asynchronously(cli::recipe::run(command)),
+        Command::Fetch(args) => cli::asynchronously(cli::fetch::run(args)),
+        Command::Prefetch(args) => cli::asynchronously(cli::prefetch::run(args)),
+        Command::Load(args) => cli::asynchronously(cli::load::run(*args)),
+        Command::Audit(args) => cli::asynchronously(cli::audit::run(args)),
+        Command::Serve(args) => cli::asynchronously(cli::serve::run(args)),
+        Command::Recipe(command) => cli::asynchronously(cli::recipe::run(command)),
     }
-}
-
-/// Runs a command that talks to servers on the one async runtime; the others run without one
-/// (idle runtime threads cost the hashing commands measurable time).
-fn asynchronously(command: impl std::future::Future<Output = Result<ExitCode>>) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| anyhow::anyhow!("failed to start the async runtime: {err}"))?;
-    runtime.block_on(command)
 }

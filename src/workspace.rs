@@ -26,7 +26,7 @@ use crate::state::{self, State, StateError};
 /// The NixOS project's copy of every source Hydra fetched, as a hashed mirror.
 pub(crate) const NIXOS_HASHED_MIRROR: &str = "https://tarballs.nixos.org/";
 /// The NixOS project's binary cache, which holds fixed outputs' NARs.
-pub(crate) const NIXOS_BINARY_CACHE: &str = "https://cache.nixos.org/";
+pub const NIXOS_BINARY_CACHE: &str = "https://cache.nixos.org/";
 
 /// What flags and the environment say, before the configuration file is read.
 #[derive(Debug, Clone)]

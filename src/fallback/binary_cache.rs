@@ -88,6 +88,16 @@ impl NarInfo {
     }
 }
 
+/// A narinfo as a cache served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NarinfoDocument {
+    pub text: String,
+    pub last_modified: Option<String>,
+    pub info: NarInfo,
+    /// The NAR's URL, checked to be under the cache.
+    pub nar_url: url::Url,
+}
+
 /// A binary cache at an HTTP root.
 #[derive(Debug, Clone)]
 pub struct BinaryCache {
@@ -97,7 +107,7 @@ pub struct BinaryCache {
 
 impl BinaryCache {
     /// The cache at `root`; a download that goes `timeout` without a byte is given up.
-    pub(crate) fn new(root: &url::Url, timeout: Duration) -> BinaryCache {
+    pub fn new(root: &url::Url, timeout: Duration) -> BinaryCache {
         let mut root = root.clone();
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
@@ -125,16 +135,32 @@ impl BinaryCache {
             return NarInfo::parse(text, "in sources.json").map(Some);
         }
         let Some(store_path) = store_path else { return Ok(None) };
+        Ok(Some(self.narinfo_document(store_path).await?.info))
+    }
+
+    /// The cache's narinfo for `store_path`, as it serves it: its text, its `Last-Modified`
+    /// header (nixpkgs-swh keeps both), and what it says.
+    pub(crate) async fn narinfo_document(&self, store_path: &StorePath) -> Result<NarinfoDocument, BinaryCacheError> {
         let location = self.root.join(&format!("{}.narinfo", store_path.hash_part())).expect("a relative path");
-        match self.download(&location, MAX_NARINFO).await {
-            Ok(bytes) => NarInfo::parse(&String::from_utf8_lossy(&bytes), location.as_str()).map(Some),
-            Err(BinaryCacheError::Download { source, .. })
-                if source.status() == Some(reqwest::StatusCode::NOT_FOUND) =>
-            {
-                Err(BinaryCacheError::NotCached { location: location.to_string(), store_path: store_path.clone() })
-            }
-            Err(err) => Err(err),
+        let download = |source| BinaryCacheError::Download { url: location.to_string(), source };
+        let response = self.http.get(location.clone()).send().await.map_err(download)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(BinaryCacheError::NotCached { location: location.to_string(), store_path: store_path.clone() });
         }
+        let response = response.error_for_status().map_err(download)?;
+        let last_modified = response
+            .headers()
+            .get(reqwest::header::LAST_MODIFIED)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_within(response, MAX_NARINFO).await.map_err(|err| match err {
+            BodyError::TooLarge { limit } => BinaryCacheError::TooLarge { url: location.to_string(), limit },
+            BodyError::Transport(source) => download(source),
+        })?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let info = NarInfo::parse(&text, location.as_str())?;
+        let nar_url = self.nar_url(&info)?;
+        Ok(NarinfoDocument { text, last_modified, info, nar_url })
     }
 
     async fn download(&self, url: &url::Url, limit: u64) -> Result<Vec<u8>, BinaryCacheError> {

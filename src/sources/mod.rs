@@ -23,6 +23,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::hashing::{Hash, HashMode};
+
 /// A whole sources.json file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourcesFile {
@@ -112,6 +114,33 @@ pub struct Source {
 }
 
 impl Source {
+    /// A source of `kind` with its hash and mode, and nothing else set yet.
+    pub(crate) fn new(kind: SourceType, hash: &Hash, mode: HashMode) -> Source {
+        Source {
+            kind,
+            urls: None,
+            integrity: Some(hash.to_sri()),
+            output_hash_algo: Some(hash.algo().name().to_owned()),
+            output_hash_mode: Some(mode.name().to_owned()),
+            post_fetch: None,
+            submodule: None,
+            sparse_checkout: None,
+            git_url: None,
+            git_ref: None,
+            hg_url: None,
+            hg_changeset: None,
+            svn_url: None,
+            svn_revision: None,
+            svn_files: None,
+            nix_store_path: None,
+            narinfo: None,
+            last_modified: None,
+            output_hash: None,
+            name: None,
+            inferred_fetcher: None,
+        }
+    }
+
     /// The URL a source is fetched from first: `urls[0]`, or the VCS URL.
     pub fn primary_url(&self) -> Option<&str> {
         match self.kind {
@@ -264,8 +293,15 @@ pub(crate) fn from_value(value: Value) -> Result<ReadSources, ShapeError> {
 
 /// Writes `file` deterministically: fields in a fixed order, one source per line.
 pub fn write(file: &SourcesFile, mut out: impl Write) -> Result<(), SourcesError> {
-    let mut header =
-        serde_json::to_value(SourcesFile { sources: Vec::new(), ..file.clone() }).expect("a sources file serialises");
+    let empty = SourcesFile {
+        version: file.version.clone(),
+        revision: file.revision.clone(),
+        release: file.release.clone(),
+        evaluation: file.evaluation.clone(),
+        timestamp: file.timestamp.clone(),
+        sources: Vec::new(),
+    };
+    let mut header = serde_json::to_value(empty).expect("a sources file serialises");
     header.as_object_mut().expect("a sources file is an object").remove("sources");
     let header = serde_json::to_string(&header).expect("a JSON object serialises");
     let io = SourcesError::Write;

@@ -83,8 +83,24 @@ pub fn stats(read: &ReadSources) -> Stats {
 
 /// The counts for `sources`, plus a number of entries without an origin.
 pub fn stats_of(sources: &[Source], without_origin: usize) -> Stats {
-    let mut stats = Stats { sources: sources.len(), without_origin, ..Stats::default() };
+    let mut stats = Stats { without_origin, ..kinds_of(sources) };
     let mut hosts: BTreeMap<String, usize> = BTreeMap::new();
+    for facets in sources.iter().filter_map(UrlFacets::of) {
+        *stats.by_scheme.entry(facets.scheme).or_default() += 1;
+        *hosts.entry(facets.host).or_default() += 1;
+        *stats.by_file_type.entry(facets.file_type.to_owned()).or_default() += 1;
+    }
+    stats.hosts = hosts.len();
+    let mut ranked: Vec<(String, usize)> = hosts.into_iter().collect();
+    ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
+    ranked.truncate(TOP_HOSTS);
+    stats.top_hosts = ranked;
+    stats
+}
+
+/// The counts by type, hash mode and hash algorithm alone, which need no URL parsed.
+pub fn kinds_of(sources: &[Source]) -> Stats {
+    let mut stats = Stats { sources: sources.len(), ..Stats::default() };
     for source in sources {
         *stats.by_type.entry(source.kind.name().to_owned()).or_default() += 1;
         let mode = source.output_hash_mode.clone().unwrap_or_else(|| "unknown".into());
@@ -96,15 +112,6 @@ pub fn stats_of(sources: &[Source], without_origin: usize) -> Stats {
             .or_else(|| source.output_hash_algo.clone())
             .unwrap_or_else(|| "none".into());
         *stats.by_hash_algo.entry(algo).or_default() += 1;
-        let Some(facets) = UrlFacets::of(source) else { continue };
-        *stats.by_scheme.entry(facets.scheme).or_default() += 1;
-        *hosts.entry(facets.host).or_default() += 1;
-        *stats.by_file_type.entry(facets.file_type.to_owned()).or_default() += 1;
     }
-    stats.hosts = hosts.len();
-    let mut ranked: Vec<(String, usize)> = hosts.into_iter().collect();
-    ranked.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
-    ranked.truncate(TOP_HOSTS);
-    stats.top_hosts = ranked;
     stats
 }

@@ -112,6 +112,18 @@ impl NixStore {
         Derivation::parse(&text).map_err(|source| StoreError::MalformedDerivation { path: drv.to_owned(), source })
     }
 
+    /// The derivations `drvs` depend on, themselves included (`nix-store -qR`, keeping `.drv`
+    /// files only), without repeats.
+    pub(crate) fn derivation_closure(&self, drvs: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut closure = std::collections::BTreeSet::new();
+        for batch in drvs.chunks(VALIDITY_BATCH) {
+            let mut cmd = self.nix_store();
+            cmd.arg("--query").arg("--requisites").args(batch);
+            closure.extend(self.run(cmd)?.lines().filter(|path| path.ends_with(".drv")).map(str::to_owned));
+        }
+        Ok(closure.into_iter().collect())
+    }
+
     /// Which of `paths` are not valid (not built, fetched or substituted) in the store.
     pub(crate) fn invalid_paths(&self, paths: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut invalid = HashSet::new();

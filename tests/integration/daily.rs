@@ -62,6 +62,7 @@ fn the_daily_job_lists_loads_and_publishes_then_resumes_from_the_last_list() {
             .env("SWH_BRIDGE_DATA", &data)
             .env("SWH_BRIDGE", env!("CARGO_BIN_EXE_swh-bridge"))
             .env("SWH_BRIDGE_JOBS", "2")
+            .env("SWH_BRIDGE_LIST_ARGS", "--no-narinfo")
             .env("SWH_BRIDGE_LOAD_ARGS", format!("--no-cache --archive {api}"))
             .env("NIX_CONFIG", "substituters =")
             .env("http_proxy", "http://127.0.0.1:9")
@@ -90,7 +91,7 @@ fn the_daily_job_lists_loads_and_publishes_then_resumes_from_the_last_list() {
     let listed: serde_json::Value = serde_json::from_slice(&fs::read(run.join("sources.json")).unwrap()).unwrap();
     assert_eq!(listed["revision"], line(&mut git(&["rev-parse", "HEAD"])).as_str());
     let loaded = summary(&run);
-    assert_eq!(loaded["sources"], 18);
+    assert_eq!(loaded["sources"], 24);
     assert!(loaded["captures"]["failed"].as_u64().unwrap() > 0, "{loaded}");
     assert!(run.join("status.json").exists());
     assert_eq!(fs::read_link(data.join("latest.json")).unwrap(), run.join("sources.json"));

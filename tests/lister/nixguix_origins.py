@@ -1,7 +1,10 @@
 """Feeds a sources.json to Software Heritage's own nixguix lister (PyPI swh.lister) and prints
 the origins it would schedule, as JSON lines: {"url", "visit_type", "extra"}.
 
-Usage: python nixguix_origins.py SOURCES_JSON
+Usage: python nixguix_origins.py SOURCES_JSON [NIX_CACHE_URL]
+
+NIX_CACHE_URL is the binary cache the lister builds NAR origins on (its nixos_cache_url, which
+defaults to cache.nixos.org): the one the listed narinfos came from.
 
 The file is served from 127.0.0.1 (the lister fetches its manifest over HTTP); the scheduler is a
 stub that records what it is given; canonicalize=False keeps the lister off the GitHub API.
@@ -58,7 +61,7 @@ class DroppedEntries(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def main(path):
+def main(path, nix_cache_url=None):
     directory, name = os.path.split(os.path.abspath(path))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -73,6 +76,7 @@ def main(path):
             url=f"http://127.0.0.1:{server.server_address[1]}/{name}",
             origin_upstream="https://github.com/NixOS/nixpkgs",
             canonicalize=False,
+            **({"nixos_cache_url": nix_cache_url} if nix_cache_url else {}),
         )
         lister.run()
     finally:
@@ -88,4 +92,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -1,12 +1,12 @@
-# The packages: each exercises one case the walker and the normaliser must handle.
-{ config ? { } }:
+# The packages: each exercises one case the lister must handle.
+{ config ? { }, system ? builtins.currentSystem }:
 let
   # Like stdenv.mkDerivation: meta and passthru stay out of the derivation, passthru's attributes
   # are added to the result.
   mkDerivation = args:
     let
       drv = derivation ({
-        system = builtins.currentSystem;
+        inherit system;
         builder = "/bin/sh";
         args = [ "-c" "exit 1" ];
       } // removeAttrs args [ "meta" "passthru" ]);
@@ -21,6 +21,20 @@ let
   sharedSource = fetchurl {
     url = "https://example.org/shared/shared-1.0.tar.gz";
     sha256 = "a4d26868017c0ccffe2efe50944ef4211834660cca834c6e9f86dec6a88246fa";
+  };
+
+  # What reaches a build only through a string with context, never through an attribute that
+  # holds a derivation: Nixpkgs' buildEnv (its `pkgs` is JSON), linkFarm (its entries are
+  # JSON), and any flag naming a path.
+  perlModule = name: hash: package "perl-${name}-1.0" {
+    src = fetchurl { url = "https://cpan.example.org/${name}-1.0.tar.gz"; inherit hash; };
+  };
+  buildEnv = name: paths: mkDerivation { inherit name; pkgs = builtins.toJSON [ { inherit paths; } ]; };
+  linkFarm = name: entries: mkDerivation { inherit name; entries = builtins.toJSON entries; };
+  crate = name: sha256: fetchurl {
+    name = "${name}-1.0.crate";
+    url = "https://static.crates.example.org/crates/${name}/${name}-1.0.crate";
+    inherit sha256;
   };
 in
 {
@@ -181,6 +195,58 @@ in
       sha256 = "289c90decf40c8ec15f72f6080f2a4e7cd11d4128530dd5d290fc06ebadba620";
     };
   };
+
+  # A perl with modules, as perl.withPackages makes it: the modules only in buildEnv's JSON.
+  perlWithModules = package "perl-with-modules-5.38" {
+    env = buildEnv "perl-env" [
+      "${perlModule "Foo" "sha256-5l3Hl2c3E3Nsm7Z1ZVZMLfn2aHzu7V10dbjxeEPIBJE="}"
+      "${perlModule "Bar" "sha256-0CMGTmeFvTeJaQqMi8A8M9xzNHWLlwvPO/xdq2EW3Ew="}"
+    ];
+  };
+
+  # A Rust package whose crates are vendored through a linkFarm, as cargo vendoring does.
+  rustpkg = package "rustpkg-0.3" {
+    cargoDeps = linkFarm "rustpkg-vendor" [
+      { name = "alpha-1.0"; path = "${crate "alpha" "0b3vh0a2x6v54h9sfwkfjxa2bdzkgyvxmqdgm5i3v5ww9aj6n6h6"}"; }
+      { name = "beta-1.0"; path = "${crate "beta" "1rjw7rkfgvqbs1ib9dvwnv0hfq6w7y98zf2l6xm8hxa8krcgqpp3"}"; }
+    ];
+  };
+
+  # A source used only inside a configure flag.
+  confpkg = package "confpkg-2.1" {
+    configureFlags = [
+      "--with-tzdata=${fetchurl {
+        url = "https://example.org/tzdata-2024a.tar.gz";
+        sha256 = "0y7z3sl0h7smlh0xpqgiyx8wh1vn4dfcz3s4a4h8x64sz1bvm7fd";
+      }}"
+    ];
+  };
+
+  # A Go package: its source has a URL, its vendored modules (a fixed output) none. A binary
+  # cache has both (tests/integration/lister.rs puts them there).
+  gopkg = package "gopkg-1.0" {
+    src = fetchurl {
+      url = "https://example.org/cachedpkg-1.0.tar.gz";
+      sha256 = "0c5ce64479553c95ac4524ef988d7329eb525f5c24672adaadee7320e91f08fd";
+    };
+    vendor = mkDerivation {
+      name = "gopkg-vendor";
+      outputHashMode = "recursive";
+      outputHashAlgo = "sha256";
+      outputHash = "0lcc3c3cvpil8qdg1cc83lz009ah6dfl1nq379jp5sllr4dqjdaq";
+    };
+  };
+
+  # Only on aarch64-linux.
+  armonly = if system == "aarch64-linux" then package "armonly-1.0" {
+    src = fetchurl {
+      url = "https://example.org/armonly-1.0.tar.gz";
+      sha256 = "1mypi5d0xg6n0ilzbkwdrwbkn4mlkr3qs1nhwyplr2ranqw1cyv0";
+    };
+  } else null;
+
+  # A function called without an argument it requires: tryEval cannot catch that either.
+  missingarg = ({ src, patches }: package "missingarg-1.0" { inherit src patches; }) { src = null; };
 
   # null is a value, not a failure.
   nothing = null;

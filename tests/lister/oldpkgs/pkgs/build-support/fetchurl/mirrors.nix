@@ -1,0 +1,1 @@
+{ gnu = [ "https://ftpmirror.gnu.org/" ]; }
