@@ -88,13 +88,17 @@ impl SourceRequest {
                 )
             })
             .and_then(|commit| Swhid::from_hex(ObjectType::Revision, commit).ok());
+        // A malformed store path is as good as none: it only names where binary caches look.
+        let store_path = match source.nix_store_path.as_deref() {
+            Some(path) => StorePath::parse(path).ok(),
+            None => source.store_name().and_then(|name| StorePath::fixed_output(name, &hash, mode).ok()),
+        };
         Ok(SourceRequest {
             hash,
             mode,
             urls: if vcs { Vec::new() } else { source.urls.clone().unwrap_or_default() },
             git_commit,
-            // A malformed store path is as good as none: it only names where binary caches look.
-            store_path: source.nix_store_path.as_deref().and_then(|path| StorePath::parse(path).ok()),
+            store_path,
             narinfo: source.narinfo.clone(),
         })
     }

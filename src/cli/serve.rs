@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use swh_bridge::serve::index::{SourceIndex, SourcesFeed};
 use swh_bridge::serve::{ServeOptions, Server};
 
 use super::ArchiveArgs;
 
-/// Run a hashed mirror for Nix and Guix builds: every flat-hashed download whose upstream is
-/// gone is answered from Software Heritage, verified (`hashed-mirrors = http://ADDR/` in
-/// nix.conf).
+/// Run a hashed mirror and a Nix substituter: every flat-hashed download whose upstream is gone,
+/// and every fixed output of the sources.json files given with --sources, is answered from
+/// Software Heritage, verified (nix.conf: `extra-substituters = http://ADDR`, or
+/// `hashed-mirrors = http://ADDR/`).
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// The address to listen on (port 0: any free port, printed at start).
@@ -27,6 +29,11 @@ pub struct ServeArgs {
     /// Seconds a hash found missing is answered 404 without asking the archive again.
     #[arg(long, default_value_t = 600)]
     negative_ttl: u64,
+    /// A sources.json (a file, read again when it changes, or an http(s) URL such as a site
+    /// `publish` made, downloaded again every 10 minutes) whose fixed outputs the substituter
+    /// answers for (repeatable).
+    #[arg(long = "sources", value_name = "FILE|URL")]
+    sources: Vec<String>,
     #[command(flatten)]
     archive: ArchiveArgs,
 }
@@ -38,13 +45,35 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         resolve_timeout: Duration::from_secs(args.resolve_timeout),
         negative_ttl: Duration::from_secs(args.negative_ttl),
     };
-    let server =
-        Arc::new(Server::new(workspace.mirror_fetcher(), workspace.cache(), workspace.serve_scratch_dir(), options));
+    let feeds = args.sources.iter().map(|feed| SourcesFeed::parse(feed)).collect();
+    let index = Arc::new(SourceIndex::new(feeds));
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .context("failed to make an HTTP client")?;
+    if let Some((feed, err)) = index.refresh(&http, true).await.into_iter().next() {
+        return Err(anyhow::Error::new(err).context(format!("failed to read the sources {feed}")));
+    }
+    tokio::spawn(index.clone().follow(http));
+    let server = Arc::new(Server::new(
+        workspace.mirror_fetcher(),
+        workspace.cache(),
+        workspace.serve_scratch_dir(),
+        options,
+        index.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     eprintln!("serving a hashed mirror on http://{address}/ (nix.conf: hashed-mirrors = http://{address}/)");
+    if !index.feeds().is_empty() {
+        eprintln!(
+            "and a substituter for {} store paths (nix.conf: extra-substituters = http://{address})",
+            index.len()
+        );
+    }
     swh_bridge::serve::run(server, listener).await.context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
-//! `serve`: a hashed mirror for Nix (and Guix) builds, answered from the cache or, on a miss,
-//! from Software Heritage through the [`Fetcher`] (contents, ExtIDs, the bridge index, recipes).
+//! `serve`: a hashed mirror for Nix (and Guix) builds, and a Nix substituter for the fixed
+//! outputs its index names (see `substituter`), answered from the cache or, on a miss, from
+//! Software Heritage through the [`Fetcher`] (contents, ExtIDs, the bridge index, recipes, git
+//! commits, the vault).
 //!
 //! What clients need (see `path` for the request forms):
 //! - Nix asks every mirror before the main URL and takes a 404 as "try the next one"; a 200 with
@@ -15,8 +17,10 @@
 //! at most [`MAX_PENDING`] wait (then a 503); a hash found missing is answered 404 from memory
 //! for `negative_ttl`, a failure 502 for a minute.
 
+pub mod index;
 pub(crate) mod metrics;
 pub(crate) mod path;
+pub(crate) mod substituter;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -36,8 +40,10 @@ use crate::fallback::{Cache, Fetcher};
 use crate::hashing::{Hash, HashMode};
 use crate::plan::SourceRequest;
 use crate::store::StorePath;
+use index::SourceIndex;
 use metrics::Metrics;
 use path::Requested;
+use substituter::{NarFacts, SubstituterRequest};
 
 /// How the server behaves.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +126,10 @@ pub struct Server {
     remembered: Mutex<HashMap<String, (Instant, Miss)>>,
     /// Cache files whose BLAKE3 was checked, by (device, inode, length, mtime).
     verified: Mutex<HashSet<(u64, u64, u64, i64)>>,
+    /// The store paths the substituter answers for.
+    index: Arc<SourceIndex>,
+    /// The NAR hash and size of cached sources, by resolution key, once computed.
+    nar_facts: Mutex<HashMap<String, NarFacts>>,
     log: AccessLog,
     pub(crate) metrics: Metrics,
 }
@@ -165,8 +175,14 @@ impl AccessLog {
 
 impl Server {
     /// A server fetching with `fetcher`, serving hits from `cache` (the one the fetcher fills),
-    /// and resolving misses into `scratch`.
-    pub fn new(fetcher: Fetcher, cache: Option<Cache>, scratch: PathBuf, options: ServeOptions) -> Server {
+    /// resolving misses into `scratch`, and substituting the store paths of `index`.
+    pub fn new(
+        fetcher: Fetcher,
+        cache: Option<Cache>,
+        scratch: PathBuf,
+        options: ServeOptions,
+        index: Arc<SourceIndex>,
+    ) -> Server {
         Server {
             fetcher,
             cache,
@@ -176,12 +192,15 @@ impl Server {
             inflight: Mutex::new(HashMap::new()),
             remembered: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashSet::new()),
+            index,
+            nar_facts: Mutex::new(HashMap::new()),
             log: AccessLog::new(),
             metrics: Metrics::default(),
         }
     }
 
-    /// The HTTP routes: `/healthz`, `/metrics`, and every other path as a mirror request.
+    /// The HTTP routes: `/healthz`, `/metrics`, and every other path as a substituter request
+    /// (`/nix-cache-info`, `/<hash part>.narinfo`, `/nar/<hash part>.nar`) or a mirror request.
     pub(crate) fn router(self: Arc<Server>) -> axum::Router {
         axum::Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
@@ -190,19 +209,20 @@ impl Server {
             .with_state(self)
     }
 
-    /// The cached copy, opened, with its length, if there is one and it is intact.
-    async fn cached(self: &Arc<Server>, hash: &Hash) -> Option<(std::fs::File, u64)> {
+    /// The cached copy (a file, or a tree's NAR), opened, with its length, if there is one and
+    /// it is intact.
+    async fn cached(self: &Arc<Server>, hash: &Hash, mode: HashMode) -> Option<(std::fs::File, u64)> {
         let cache = self.cache.clone()?;
         let (server, hash) = (self.clone(), hash.clone());
         // One trip to the blocking pool for the whole check: this is the path every hit takes.
         let opened = tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(cache.path(&hash, HashMode::Flat)).ok()?;
+            let mut file = std::fs::File::open(cache.path(&hash, mode)).ok()?;
             let metadata = file.metadata().ok()?;
             let key = (metadata.dev(), metadata.ino(), metadata.len(), metadata.mtime());
             let known = server.verified.lock().expect("no thread panics holding it").contains(&key);
             if !known {
                 // The very file that will be sent is the one checked.
-                if !cache.is_intact_file(&hash, HashMode::Flat, &mut file) {
+                if !cache.is_intact_file(&hash, mode, &mut file) {
                     return None;
                 }
                 std::io::Seek::rewind(&mut file).ok()?;
@@ -242,9 +262,17 @@ impl Server {
         remembered.insert(key.to_owned(), (Instant::now(), miss.clone()));
     }
 
-    /// Resolves a hash, joining a resolution already under way.
-    async fn resolve(self: &Arc<Server>, requested: &Requested) -> Resolution {
-        let key = requested.hash.to_sri();
+    /// What resolutions and remembered misses are keyed by.
+    fn resolution_key(hash: &Hash, mode: HashMode) -> String {
+        match mode {
+            HashMode::Flat => hash.to_sri(),
+            HashMode::Recursive => format!("nar:{}", hash.to_sri()),
+        }
+    }
+
+    /// Resolves a source, joining a resolution already under way.
+    async fn resolve(self: &Arc<Server>, request: SourceRequest) -> Resolution {
+        let key = Server::resolution_key(&request.hash, request.mode);
         let mut receiver = {
             let mut inflight = self.inflight.lock().expect("no thread panics holding it");
             match inflight.get(&key) {
@@ -254,12 +282,6 @@ impl Server {
                     let (sender, receiver) = watch::channel(None);
                     inflight.insert(key.clone(), receiver.clone());
                     let done = Done { server: self.clone(), key: key.clone() };
-                    let mut request = SourceRequest::of_hash(requested.hash.clone(), HashMode::Flat);
-                    // A named file has a store path, under which a binary cache may keep it.
-                    request.store_path = requested
-                        .name
-                        .as_deref()
-                        .and_then(|name| StorePath::fixed_output(name, &requested.hash, HashMode::Flat).ok());
                     // A task of its own: it finishes (and fills the cache) even if every request
                     // waiting for it has given up.
                     tokio::spawn(async move {
@@ -346,21 +368,24 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return (response, "only GET and HEAD".into());
     }
+    if let Some(request) = SubstituterRequest::of_path(path) {
+        Metrics::add(&server.metrics.requests, 1);
+        return server.substitute(method, request).await;
+    }
     let requested = match path::requested(path) {
         Ok(requested) => requested,
         Err(err) => return (not_found(err.to_string()), "no hash".into()),
     };
     let hash = &requested.hash;
     Metrics::add(&server.metrics.requests, 1);
-    if let Some((file, length)) = server.cached(hash).await {
+    if let Some((file, length)) = server.cached(hash, HashMode::Flat).await {
         Metrics::add(&server.metrics.hits, 1);
         return (send(server, method, tokio::fs::File::from_std(file), length), "hit".into());
     }
     Metrics::add(&server.metrics.misses, 1);
-    let key = hash.to_sri();
-    let resolution = match server.remembered_miss(&key) {
+    let resolution = match server.remembered_miss(&Server::resolution_key(hash, HashMode::Flat)) {
         Some(miss) => Err(miss),
-        None => server.resolve(&requested).await,
+        None => server.resolve(mirror_request(&requested)).await,
     };
     match resolution {
         // The scratch file may go once this request has it open: the open file stays readable.
@@ -371,7 +396,7 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
         }
         Err(Miss::TimedOut) => {
             Metrics::add(&server.metrics.not_found, 1);
-            let why = format!("{key} is still being looked for; try again later");
+            let why = format!("{hash} is still being looked for; try again later");
             (not_found(why), "timed out".into())
         }
         Err(Miss::Busy) => {
@@ -384,6 +409,15 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
             (error_response(StatusCode::BAD_GATEWAY, &why), format!("failed: {why}"))
         }
     }
+}
+
+/// What a mirror request asks the fetcher for: a flat file by its hash.
+fn mirror_request(requested: &Requested) -> SourceRequest {
+    let mut request = SourceRequest::of_hash(requested.hash.clone(), HashMode::Flat);
+    // A named file has a store path, under which a binary cache may keep it.
+    request.store_path =
+        requested.name.as_deref().and_then(|name| StorePath::fixed_output(name, &requested.hash, HashMode::Flat).ok());
+    request
 }
 
 fn error_response(status: StatusCode, why: &str) -> Response {

@@ -151,6 +151,23 @@ impl Source {
         }
     }
 
+    /// The name Nix gives the source's store path when the entry does not say (`nixStorePath`
+    /// or `name`): nixpkgs' `fetchurl` takes the base name of its first URL, and `fetchzip`
+    /// and the VCS fetchers (through `fetchFromGitHub` and the like) name it `source`.
+    pub(crate) fn store_name(&self) -> Option<&str> {
+        if let Some(name) = &self.name {
+            return Some(name);
+        }
+        let recursive = self.output_hash_mode.as_deref() == Some("recursive");
+        match self.kind {
+            SourceType::Url if !recursive => {
+                let url = self.primary_url()?;
+                url.rsplit('/').next().filter(|base| !base.is_empty())
+            }
+            _ => Some("source"),
+        }
+    }
+
     /// The commit a git source is pinned to, if its ref is a full commit id (40 lowercase hex;
     /// refs such as `refs/tags/v1` name no commit by themselves).
     pub(crate) fn git_commit(&self) -> Option<&str> {
@@ -245,8 +262,13 @@ pub enum ShapeError {
 /// Reads a sources.json file (nixpkgs-swh's or Guix's), keeping every entry that parses.
 pub fn read_file(path: &Path) -> Result<ReadSources, SourcesError> {
     let bytes = std::fs::read(path).map_err(|source| SourcesError::Read { path: path.to_owned(), source })?;
+    read_bytes(&bytes, path)
+}
+
+/// Reads a sources.json document already in memory (downloaded, say); `path` names it in errors.
+pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<ReadSources, SourcesError> {
     let value: Value =
-        serde_json::from_slice(&bytes).map_err(|source| SourcesError::Json { path: path.to_owned(), source })?;
+        serde_json::from_slice(bytes).map_err(|source| SourcesError::Json { path: path.to_owned(), source })?;
     from_value(value).map_err(|source| SourcesError::Shape { path: path.to_owned(), source })
 }
 

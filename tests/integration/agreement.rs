@@ -6,16 +6,10 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::local_archive::local_archive;
-use crate::reference_tools::{add_to_binary_cache, bridge, git_in, line, output, tool};
-use crate::trees::{sha256_hex, tarball, temp_dir, write_file};
-
-/// `nix hash to-sri` of a hex digest.
-fn sri(algo: &str, hex: &str) -> String {
-    line(tool("nix").args(["hash", "to-sri", "--type", algo, hex]))
-}
+use crate::reference_tools::{add_to_binary_cache, bridge, line, output, sri, tool};
+use crate::trees::{git_repo, sha256_hex, tarball, temp_dir, write_file};
 
 fn digest_hex(algo: &str, path: &Path) -> String {
     line(tool(&format!("{algo}sum")).arg(path)).split_whitespace().next().unwrap().to_owned()
@@ -121,23 +115,9 @@ fn the_audit_and_the_fetcher_agree_on_every_kind_of_source() {
 
     // A git repository archived by the git loader: the commit's tree is the source only when
     // taken as committed.
-    let repo = dir.join("agree-repo");
-    fs::create_dir_all(repo.join("src")).unwrap();
-    write_file(&repo.join("README"), b"agreement: a git checkout\n", 0o644);
-    write_file(&repo.join("src/build.sh"), b"#!/bin/sh\nmake\n", 0o755);
-    output(&mut git_in(&repo, &["init", "-q"]));
-    output(&mut git_in(&repo, &["add", "."]));
-    output(&mut git_in(&repo, &["commit", "-qm", "one"]));
-    let commit = line(&mut git_in(&repo, &["rev-parse", "HEAD"]));
+    let (repo, commit, checkout_hex) = git_repo(dir, "agree-repo", "agreement");
     archive.load_git(&repo);
-    let checkout = dir.join("agree-checkout");
-    fs::create_dir(&checkout).unwrap();
-    output(Command::new("sh").arg("-c").arg(format!(
-        "git -C {} archive HEAD | tar -x -C {}",
-        repo.display(),
-        checkout.display()
-    )));
-    let checkout_nar = sri("sha256", &line(tool("nix-hash").args(["--type", "sha256"]).arg(&checkout)));
+    let checkout_nar = sri("sha256", &checkout_hex);
     let git = |extra: serde_json::Value| {
         let mut source = serde_json::json!({"type": "git", "git_url": format!("file://{}", repo.display()),
                                             "git_ref": commit, "integrity": checkout_nar, "outputHashMode": "recursive"});

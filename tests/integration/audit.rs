@@ -6,13 +6,9 @@ use std::fs;
 use std::path::Path;
 
 use crate::local_archive::local_archive;
-use crate::reference_tools::{bridge, line, output, tool};
+use crate::reference_tools::{bridge, output, sri, tool};
 use crate::trees::tarball;
 use crate::trees::{sha256_hex, temp_dir};
-
-fn sri(hex: &str) -> String {
-    line(tool("nix").args(["hash", "to-sri", "--type", "sha256", hex]))
-}
 
 fn audit(sources: &Path, state: &Path, args: &[&str]) -> (bool, serde_json::Value) {
     let out = bridge().arg("audit").arg(sources).arg("--state").arg(state).args(args).output().unwrap();
@@ -48,8 +44,8 @@ fn audit_verdicts_agree_with_what_fetch_achieves() {
     output(bridge().args(["recipe", "create"]).arg(dir.join("audit-bridged-1.0.tar.gz")).arg("--store").arg(&store));
 
     let url = |name: &str| format!("{files}{name}");
-    let flat = |name: &str, hex: &str| serde_json::json!({"type": "url", "urls": [url(name)], "integrity": sri(hex), "outputHashMode": "flat"});
-    let recursive = |name: &str, hex: &str| serde_json::json!({"type": "url", "urls": [url(name)], "integrity": sri(hex), "outputHashMode": "recursive"});
+    let flat = |name: &str, hex: &str| serde_json::json!({"type": "url", "urls": [url(name)], "integrity": sri("sha256", hex), "outputHashMode": "flat"});
+    let recursive = |name: &str, hex: &str| serde_json::json!({"type": "url", "urls": [url(name)], "integrity": sri("sha256", hex), "outputHashMode": "recursive"});
     let sources = serde_json::json!({"version": 1, "revision": "audit-test", "sources": [
         flat("audit-plain.txt", &sha256_hex(&plain)),
         flat("audit-recipe-1.0.tar.gz", &sha256_hex(&with_recipe)),

@@ -20,5 +20,6 @@ mod reference_tools;
 mod roundtrip;
 mod saves;
 mod serve;
+mod substituter;
 mod trees;
 mod vault;

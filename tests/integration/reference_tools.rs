@@ -40,6 +40,11 @@ pub fn swh_program() -> PathBuf {
     })
 }
 
+/// `nix hash to-sri` of a hex digest.
+pub fn sri(algo: &str, hex: &str) -> String {
+    line(tool("nix").args(["hash", "to-sri", "--type", algo, hex]))
+}
+
 /// Runs `cmd`, which must succeed, and returns its standard output.
 pub fn output(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {

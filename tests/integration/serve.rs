@@ -15,14 +15,14 @@ use crate::trees::{sha256_hex, temp_dir, write_file};
 const FOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/serve/fod.nix");
 
 /// A running `swh-bridge serve`, killed when dropped; its access log is collected.
-struct Served {
+pub struct Served {
     child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
+    pub url: String,
+    pub log: Arc<Mutex<String>>,
 }
 
 impl Served {
-    fn start(api: &str, data_dir: &Path, extra: &[&str]) -> Served {
+    pub fn start(api: &str, data_dir: &Path, extra: &[&str]) -> Served {
         let mut child = bridge()
             .args(["serve", "--listen", "127.0.0.1:0", "--archive", api, "--data-dir"])
             .arg(data_dir)
@@ -45,7 +45,7 @@ impl Served {
         Served { child, url, log }
     }
 
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         let out = tool("curl")
             .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
             .arg(format!("{}{path}", self.url))
@@ -57,7 +57,7 @@ impl Served {
         (code, body)
     }
 
-    fn metric(&self, name: &str) -> f64 {
+    pub fn metric(&self, name: &str) -> f64 {
         let (_, page) = self.get("metrics");
         let page = String::from_utf8(page).unwrap();
         let line = page.lines().find(|l| l.starts_with(&format!("swh_bridge_{name} "))).unwrap();
@@ -183,21 +183,27 @@ fn nixpkgs_and_guix_request_forms_and_many_clients_at_once() {
     assert_eq!(served.metric("resolutions_total") - resolutions_before, 2.0);
 }
 
-#[test]
-fn wrong_bytes_from_the_archive_are_never_served_and_a_slow_archive_gets_a_404() {
-    let tmp = temp_dir();
+/// A mock archive that lists a content for a sha256 (returned) and gives other bytes of the
+/// same length for it; no ExtIDs.
+pub fn lying_archive() -> (mockito::ServerGuard, String) {
     let mut archive = mockito::Server::new();
-    let api = format!("{}/api/1/", archive.url());
     let promised = b"the bytes the hash promises\n";
     let hex = sha256_hex(promised);
     let info = serde_json::json!({"checksums": {"sha256": hex, "sha1_git": "0".repeat(40)}, "length": 28, "status": "visible"});
-    let _info =
-        archive.mock("GET", format!("/api/1/content/sha256:{hex}/").as_str()).with_body(info.to_string()).create();
-    let _raw = archive
+    archive.mock("GET", format!("/api/1/content/sha256:{hex}/").as_str()).with_body(info.to_string()).create();
+    archive
         .mock("GET", format!("/api/1/content/sha256:{hex}/raw/").as_str())
         .with_body("other bytes, same length!!\n")
         .create();
-    let _no_extid = archive.mock("GET", mockito::Matcher::Regex("^/api/1/extid/".into())).with_status(404).create();
+    archive.mock("GET", mockito::Matcher::Regex("^/api/1/extid/".into())).with_status(404).create();
+    (archive, hex)
+}
+
+#[test]
+fn wrong_bytes_from_the_archive_are_never_served_and_a_slow_archive_gets_a_404() {
+    let tmp = temp_dir();
+    let (mut archive, hex) = lying_archive();
+    let api = format!("{}/api/1/", archive.url());
     let slow = sha256_hex(b"slow to find");
     let _slow = archive
         .mock("GET", format!("/api/1/content/sha256:{slow}/").as_str())

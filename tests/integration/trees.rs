@@ -115,3 +115,27 @@ pub fn tarball(dir: &Path, name: &str, text: &str) -> (Vec<u8>, String) {
     fs::write(dir.join(format!("{name}.tar.gz")), &bytes).unwrap();
     (bytes, line(tool("nix-hash").args(["--type", "sha256"]).arg(&top)))
 }
+
+/// A git repository `dir/name` with one commit of a small tree (a `README` saying `text` and an
+/// executable `src/build.sh`): its path, the commit id, and the NAR hash (hex, by `nix-hash`)
+/// of the commit's tree as `git archive` exports it.
+pub fn git_repo(dir: &Path, name: &str, text: &str) -> (std::path::PathBuf, String, String) {
+    use crate::reference_tools::{git_in, line, output, tool};
+    let repo = dir.join(name);
+    fs::create_dir_all(repo.join("src")).unwrap();
+    write_file(&repo.join("README"), format!("{text}: a git checkout\n").as_bytes(), 0o644);
+    write_file(&repo.join("src/build.sh"), b"#!/bin/sh\nmake\n", 0o755);
+    output(&mut git_in(&repo, &["init", "-q"]));
+    output(&mut git_in(&repo, &["add", "."]));
+    output(&mut git_in(&repo, &["commit", "-qm", "one"]));
+    let commit = line(&mut git_in(&repo, &["rev-parse", "HEAD"]));
+    let checkout = dir.join(format!("{name}-checkout"));
+    fs::create_dir(&checkout).unwrap();
+    output(std::process::Command::new("sh").arg("-c").arg(format!(
+        "git -C {} archive HEAD | tar -x -C {}",
+        repo.display(),
+        checkout.display()
+    )));
+    let nar_hex = line(tool("nix-hash").args(["--type", "sha256"]).arg(&checkout));
+    (repo, commit, nar_hex)
+}

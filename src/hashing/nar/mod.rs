@@ -20,7 +20,7 @@ mod write;
 
 pub use read::{parse, parse_with_limits};
 pub use restore::{Restored, restore};
-pub use write::{NarHasher, NarWriter, dump_path};
+pub use write::{NarHasher, NarWriter, dump_path, lone_file_framing};
 
 /// The first token of every NAR.
 pub(crate) const MAGIC: &[u8] = b"nix-archive-1";

@@ -96,6 +96,16 @@ impl<W: Write> TreeSink for NarWriter<W> {
     }
 }
 
+/// The bytes around a lone regular, non-executable file's contents in its NAR (what `nix-store
+/// --dump` writes for a flat fixed output): the NAR is `header`, the contents, then `trailer`.
+pub fn lone_file_framing(size: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut writer = NarWriter::new(Vec::new()).expect("writing to memory does not fail");
+    writer.file_start(false, size).expect("writing to memory does not fail");
+    let header = std::mem::take(writer.get_mut());
+    writer.file_end().expect("writing to memory does not fail");
+    (header, writer.into_inner())
+}
+
 /// Writes the NAR of the tree at `path` to `out` (what `nix-store --dump PATH` prints).
 pub fn dump_path(path: &Path, out: impl Write) -> Result<(), TreeError> {
     let mut writer = NarWriter::new(std::io::BufWriter::with_capacity(256 * 1024, out))?;
