@@ -24,14 +24,8 @@ use crate::hashing::{HashAlgo, HashMode, Swhid};
 use crate::plan::{SourceRequest, Unaskable};
 use crate::recipes::bridge::{BridgeEntry, BridgeKey};
 use crate::recipes::store::{RecipeStore, StoreError};
-use crate::recipes::{MAX_PLAIN, Recipe, RecipeError};
+use crate::recipes::{ARCHIVE_SUFFIXES, MAX_PLAIN, Recipe, RecipeError};
 use crate::sources::{Source, SourceType};
-
-/// File names of the archives recipes are made for.
-const ARCHIVE_SUFFIXES: [&str; 13] = [
-    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".zip", ".whl", ".jar", ".crate",
-    ".tar.Z",
-];
 
 /// What a downloadable source is, for capturing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -21,6 +21,7 @@ pub mod store;
 pub(crate) mod tar;
 pub(crate) mod xz;
 pub(crate) mod zip;
+pub(crate) mod zstd;
 
 use std::io::{Read, Write};
 
@@ -31,8 +32,9 @@ use crate::hashing::tree::{ExecutableRule, Limits, zip_archive};
 use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
 
 const MAGIC: &[u8] = b"swh-bridge recipe\n";
-/// The format version written; every version up to it is read. Version 2 added zip containers.
-pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The format version written; every version up to it is read. Version 2 added zip containers,
+/// version 3 zstd.
+pub(crate) const FORMAT_VERSION: u8 = 3;
 /// A recipe that decompresses to more than this is refused as damaged or hostile.
 const MAX_DECODED: u64 = 256 << 20;
 /// The memory a recipe's sequences may take once decoded (see [`bounded`]): room for a million
@@ -41,6 +43,13 @@ const MAX_DECODED_STRUCTS: usize = 256 << 20;
 /// A tarball whose tar stream is larger than this is refused (a decompression bomb, or more than
 /// a recipe can model in memory).
 pub(crate) const MAX_PLAIN: usize = 2 << 30;
+
+/// File names of the archives recipes model, the one list capture and listing go by: tar,
+/// plain or compressed with gzip, xz, bzip2 or zstd, and zip files under their usual names.
+pub(crate) const ARCHIVE_SUFFIXES: &[&str] = &[
+    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst", ".tzst", ".zip", ".whl",
+    ".jar", ".crate",
+];
 
 /// What a recipe holds beyond what real files need (see `Recipe::check_shape`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +95,7 @@ pub(crate) enum Compression {
     Gzip(gzip::GzipLayer),
     Xz(xz::XzLayer),
     Bzip2(bzip2::Bzip2Layer),
+    Zstd(zstd::ZstdLayer),
 }
 
 /// [`Compression`] as the format encodes it: variant indices are the format, so a layer whose
@@ -99,6 +109,8 @@ enum CompressionWire {
     Bzip2(bzip2::Bzip2Layer),
     /// Since version 2: each member's deflate stream as its encoder.
     Gzip(gzip::GzipLayer),
+    /// Since version 3.
+    Zstd(zstd::ZstdLayer),
 }
 
 impl From<CompressionWire> for Compression {
@@ -109,6 +121,7 @@ impl From<CompressionWire> for Compression {
             CompressionWire::Xz(layer) => Compression::Xz(layer),
             CompressionWire::Bzip2(layer) => Compression::Bzip2(layer),
             CompressionWire::Gzip(layer) => Compression::Gzip(layer),
+            CompressionWire::Zstd(layer) => Compression::Zstd(layer),
         }
     }
 }
@@ -120,6 +133,7 @@ impl From<Compression> for CompressionWire {
             Compression::Gzip(layer) => CompressionWire::Gzip(layer),
             Compression::Xz(layer) => CompressionWire::Xz(layer),
             Compression::Bzip2(layer) => CompressionWire::Bzip2(layer),
+            Compression::Zstd(layer) => CompressionWire::Zstd(layer),
         }
     }
 }
@@ -176,6 +190,7 @@ impl Compression {
             Compression::Gzip(_) => "gzip",
             Compression::Xz(_) => "xz",
             Compression::Bzip2(_) => "bzip2",
+            Compression::Zstd(_) => "zstd",
         }
     }
 }
@@ -245,9 +260,7 @@ pub struct RecipeSummary {
 
 /// Compressions recognised but not modelled, and why.
 fn unmodelled_compression(file: &[u8]) -> Option<&'static str> {
-    if file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some("zstd: not modelled yet (zstd's output depends on its version, level and window; no recipe records them)")
-    } else if file.starts_with(b"LZIP") {
+    if file.starts_with(b"LZIP") {
         Some("lzip: not modelled (no Rust library reproduces lzip's encoder)")
     } else {
         None
@@ -289,6 +302,9 @@ impl Recipe {
         } else if file.starts_with(b"BZh") {
             let (layer, plain) = bzip2::Bzip2Layer::create(file)?;
             (Compression::Bzip2(layer), std::borrow::Cow::Owned(plain))
+        } else if file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let (layer, plain) = zstd::ZstdLayer::create(file)?;
+            (Compression::Zstd(layer), std::borrow::Cow::Owned(plain))
         } else if let Some(why) = unmodelled_compression(file) {
             return Err(RecipeError::Unsupported(why.into()));
         } else if file.starts_with(b"\xfd7zXZ\0") {
@@ -299,7 +315,8 @@ impl Recipe {
         };
         if !tar::starts_like_tar(&plain) {
             return Err(RecipeError::Unsupported(
-                "the file is neither a zip file nor a tar archive (plain, or compressed with gzip, xz or bzip2)".into(),
+                "the file is neither a zip file nor a tar archive (plain, or compressed with gzip, xz, bzip2 or zstd)"
+                    .into(),
             ));
         }
         let tree = Node::from_tar(&plain[..], limits, ExecutableRule::Owner).map_err(RecipeError::Unpack)?;
@@ -350,6 +367,7 @@ impl Recipe {
                     Compression::Gzip(layer) => layer.apply(&plain, &mut out)?,
                     Compression::Xz(layer) => layer.apply(&plain, &mut out)?,
                     Compression::Bzip2(layer) => layer.apply(&plain, &mut out)?,
+                    Compression::Zstd(layer) => layer.apply(&plain, &mut out)?,
                     Compression::None => unreachable!("handled above"),
                 }
                 out
@@ -410,6 +428,7 @@ impl Recipe {
             Compression::Gzip(layer) => layer.members.len(),
             Compression::Xz(_) => 1,
             Compression::Bzip2(layer) => layer.streams.len(),
+            Compression::Zstd(layer) => layer.frames.len(),
             Compression::None => 0,
         };
         Ok(RecipeSummary {
@@ -437,7 +456,11 @@ impl Recipe {
     pub fn encode(&self) -> Vec<u8> {
         let body = postcard::to_allocvec(self).expect("a recipe serialises");
         let mut out = MAGIC.to_vec();
-        out.push(FORMAT_VERSION);
+        // The oldest version that reads it, so that older releases read what they can.
+        out.push(match self.compression {
+            Compression::Zstd(_) => 3,
+            _ => 2,
+        });
         let mut encoder = liblzma::write::XzEncoder::new(out, 9);
         encoder.write_all(&body).expect("writing to memory");
         encoder.finish().expect("writing to memory")
@@ -481,6 +504,7 @@ impl Recipe {
             Compression::Gzip(layer) => layer.check_shape(),
             Compression::Xz(layer) => layer.check_shape(),
             Compression::Bzip2(layer) => layer.check_shape(),
+            Compression::Zstd(layer) => layer.check_shape(),
         }
     }
 }

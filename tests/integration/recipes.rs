@@ -178,11 +178,55 @@ fn damaged_recipes_and_wrong_trees_are_refused_with_the_reason() {
     let stderr = failure(bridge().args(["recipe", "create"]).arg(&recipe).arg("-o").arg(tmp.path().join("r")));
     assert!(stderr.contains("neither a zip file nor a tar archive"), "{stderr}");
     // Formats that are recognised but not modelled say so.
+    fs::write(tmp.path().join("pkg.tar.lz"), b"LZIP\x01 rest of an lzip member").unwrap();
+    let stderr = failure(
+        bridge().args(["recipe", "create"]).arg(tmp.path().join("pkg.tar.lz")).arg("-o").arg(tmp.path().join("r")),
+    );
+    assert!(stderr.contains("unsupported: lzip"), "{stderr}");
+    // A damaged zstd frame is named as such.
     fs::write(tmp.path().join("pkg.tar.zst"), b"\x28\xb5\x2f\xfd rest of a zstd frame").unwrap();
     let stderr = failure(
         bridge().args(["recipe", "create"]).arg(tmp.path().join("pkg.tar.zst")).arg("-o").arg(tmp.path().join("r")),
     );
-    assert!(stderr.contains("unsupported: zstd"), "{stderr}");
+    assert!(stderr.contains("unsupported: zstd: a frame is damaged"), "{stderr}");
+}
+
+#[test]
+fn zstd_tarballs_from_the_zstd_command_round_trip() {
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    // Large enough for more than one block and a window smaller than the content.
+    sh("tar -cf pkg.tar pkg-1.0 && head -c 3000000 /dev/urandom | base64 > pkg-1.0/big.txt", tmp.path());
+    sh("tar -cf big.tar pkg-1.0", tmp.path());
+    let mut made = Vec::new();
+    for (name, command) in [
+        ("z1.tar.zst", "zstd -q -1 -c pkg.tar"),
+        ("z3.tar.zst", "zstd -q -3 -c pkg.tar"),
+        ("z19.tar.zst", "zstd -q -19 -c pkg.tar"),
+        ("z22.tar.zst", "zstd -q --ultra -22 -c pkg.tar"),
+        ("zfast.tar.zst", "zstd -q --fast=4 -c pkg.tar"),
+        ("znocheck.tar.zst", "zstd -q --no-check -c pkg.tar"),
+        // From standard input: no content size in the header.
+        ("zstdin.tar.zst", "zstd -q -c < pkg.tar"),
+        ("zbig.tar.zst", "zstd -q -c big.tar"),
+        ("zbig-t0.tar.zst", "zstd -q -T0 -6 -c big.tar"),
+        ("zbig-long.tar.zst", "zstd -q --long -c big.tar"),
+        ("zbig-single.tar.zst", "zstd -q --single-thread -c big.tar"),
+    ] {
+        sh(&format!("{command} > {name}"), tmp.path());
+        made.push(name);
+    }
+    // Two frames, one after the other.
+    sh("head -c 20480 pkg.tar | zstd -q > two.tar.zst && tail -c +20481 pkg.tar | zstd -q >> two.tar.zst", tmp.path());
+    made.push("two.tar.zst");
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for name in made {
+        round_trip(&tmp.path().join(name), &work);
+    }
+    // The tree is the one SWH's loaders unpack.
+    fs::create_dir(work.join("swh")).unwrap();
+    round_trip_with(&tmp.path().join("z19.tar.zst"), &work.join("swh"), Unpack::Swh);
 }
 
 #[test]
