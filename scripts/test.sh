@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs the reference tools the tests
-# compare against (Nix from Debian's nix-bin, git, zip, zstd, Chromium to render the audit's
+# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, Chromium to render the audit's
 # HTML report, and a Python venv with Software Heritage's
 # packages: swh-model for `swh identify`, swh-lister for its nixguix lister, and swh-storage,
 # swh-web, swh-loader-core and swh-loader-git for a real archive on loopback, swh-vault for its
@@ -17,6 +17,7 @@ command -v git >/dev/null || need_apt+=(git)
 command -v zip >/dev/null || need_apt+=(zip)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v zstd >/dev/null || need_apt+=(zstd)
+command -v gem >/dev/null || need_apt+=(ruby)
 command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"

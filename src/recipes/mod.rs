@@ -44,11 +44,13 @@ const MAX_DECODED_STRUCTS: usize = 256 << 20;
 /// a recipe can model in memory).
 pub(crate) const MAX_PLAIN: usize = 2 << 30;
 
-/// File names of the archives recipes model, the one list capture and listing go by: tar,
-/// plain or compressed with gzip, xz, bzip2 or zstd, and zip files under their usual names.
+/// File names of the archives recipes model, the one list capture goes by: tar, plain or
+/// compressed with gzip, xz, bzip2 or zstd (a `.gem` is a plain tar, which SWH unpacks one level
+/// deep: its `data.tar.gz` and `metadata.gz` stay files of the tree), and zip files under their
+/// usual names.
 pub(crate) const ARCHIVE_SUFFIXES: &[&str] = &[
-    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst", ".tzst", ".zip", ".whl",
-    ".jar", ".crate",
+    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst", ".tzst", ".gem", ".zip",
+    ".whl", ".jar", ".crate",
 ];
 
 /// What a recipe holds beyond what real files need (see `Recipe::check_shape`).

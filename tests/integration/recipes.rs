@@ -192,6 +192,21 @@ fn damaged_recipes_and_wrong_trees_are_refused_with_the_reason() {
 }
 
 #[test]
+fn ruby_gems_round_trip_as_the_tar_swh_unpacks() {
+    let tmp = temp_dir();
+    let src = tmp.path().join("hello");
+    fs::create_dir_all(src.join("lib")).unwrap();
+    fs::write(src.join("lib/hello.rb"), "module Hello\n  def self.hi = \"hi\"\nend\n").unwrap();
+    let spec = "Gem::Specification.new do |s|\n  s.name = 'hello'\n  s.version = '1.0.0'\n  s.summary = 'hello'\n  \
+                s.authors = ['t']\n  s.files = ['lib/hello.rb']\n  s.license = 'MIT'\nend\n";
+    fs::write(src.join("hello.gemspec"), spec).unwrap();
+    output(tool("gem").args(["build", "hello.gemspec"]).current_dir(&src));
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    round_trip_with(&src.join("hello-1.0.0.gem"), &work, Unpack::Swh);
+}
+
+#[test]
 fn zstd_tarballs_from_the_zstd_command_round_trip() {
     let tmp = temp_dir();
     make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: false });
