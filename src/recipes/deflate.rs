@@ -2,16 +2,17 @@
 //!
 //! The same data deflates to different bytes with every implementation and level, so a recipe
 //! must say how to get the exact stream back. Most streams come from a few encoders: zlib (GNU
-//! gzip's algorithm, Python, Java, Node), and zlib-rs, a port of zlib-ng that cargo's `flate2`
-//! has used since 2025 (so recent `.crate` files). Those are recognised by re-encoding the data
+//! gzip's algorithm, Python, Java, Node), zlib-rs, a port of zlib-ng that cargo's `flate2`
+//! has used since 2025 (so recent `.crate` files), and miniz_oxide, flate2's default backend
+//! before that (older `.crate` files, Rust tools). Those are recognised by re-encoding the data
 //! at each level and comparing as the output comes (a wrong guess is caught within its first
 //! block), and kept as the encoder and level. Anything else is kept as preflate-rs's corrections
 //! against its own prediction of the encoder's choices, which are small for deflate encoders of
 //! the zlib family and refused for streams it cannot model.
 //!
-//! Both encoders are pinned, since their output is part of the recipe format: zlib 1.3.2 (bundled
-//! by libz-sys, not the system's; distributions that ship zlib-ng as zlib deflate differently)
-//! and zlib-rs 0.6.8, each with a 32 KiB window, memory level 8 and the default strategy.
+//! The encoders are pinned, since their output is part of the recipe format: zlib 1.3.2 (bundled
+//! by libz-sys, not the system's; distributions that ship zlib-ng as zlib deflate differently),
+//! zlib-rs 0.6.8 and miniz_oxide 0.8.9, each with a 32 KiB window and the default strategy.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,8 @@ pub enum Deflate {
     ZlibRs { level: u8 },
     /// preflate-rs 0.7.1's corrections.
     Preflate { corrections: Vec<u8> },
+    /// miniz_oxide at this level (1 to 10); since recipe format version 3.
+    Miniz { level: u8 },
 }
 
 /// Runs a preflate call, turning a panic into an error: preflate-rs 0.7 panics on some
@@ -52,25 +55,34 @@ enum PreflateFailure {
 /// Levels in the order they are tried: each encoder's default and best first.
 const ZLIB_LEVELS: [u8; 9] = [6, 9, 1, 5, 2, 3, 4, 7, 8];
 const ZLIB_RS_LEVELS: [u8; 9] = [9, 6, 1, 5, 2, 3, 4, 7, 8];
+/// flate2's `best()` (what cargo wrote crates with) first; 10 is miniz's own "uber" level.
+const MINIZ_LEVELS: [u8; 10] = [9, 6, 1, 5, 2, 3, 4, 7, 8, 10];
 const CHUNK: usize = 64 << 10;
 
 /// One of the encoders, fed in chunks.
 enum Encoder {
     Zlib(flate2::Compress),
     ZlibRs(Box<zlib_rs::Deflate>),
+    Miniz(Box<miniz_oxide::deflate::core::CompressorOxide>),
 }
 
 impl Encoder {
     fn new(deflate: &Deflate) -> Result<Encoder, RecipeError> {
-        let level = match deflate {
-            Deflate::Zlib { level } | Deflate::ZlibRs { level } => *level,
+        let (level, top) = match deflate {
+            Deflate::Zlib { level } | Deflate::ZlibRs { level } => (*level, 9),
+            Deflate::Miniz { level } => (*level, 10),
             Deflate::Preflate { .. } => unreachable!("preflate is not fed in chunks"),
         };
-        if !(1..=9).contains(&level) {
+        if !(1..=top).contains(&level) {
             return Err(RecipeError::Damaged(format!("deflate level {level}")));
         }
         Ok(match deflate {
             Deflate::Zlib { .. } => Encoder::Zlib(flate2::Compress::new(flate2::Compression::new(level.into()), false)),
+            Deflate::Miniz { .. } => {
+                // Raw deflate (window bits -15) with the default strategy, as flate2 sets it up.
+                let flags = miniz_oxide::deflate::core::create_comp_flags_from_zip_params(level.into(), -15, 0);
+                Encoder::Miniz(Box::new(miniz_oxide::deflate::core::CompressorOxide::new(flags)))
+            }
             _ => Encoder::ZlibRs(Box::new(zlib_rs::Deflate::new(level.into(), false, 15))),
         })
     }
@@ -95,6 +107,15 @@ impl Encoder {
                 out.truncate(len + written);
                 let status = status.map_err(|e| RecipeError::Damaged(format!("zlib-rs: {}", e.as_str())))?;
                 Ok(((stream.total_in() - before_in) as usize, status == zlib_rs::Status::StreamEnd))
+            }
+            Encoder::Miniz(stream) => {
+                let len = out.len();
+                out.resize(out.capacity(), 0);
+                let flush = if finish { miniz_oxide::MZFlush::Finish } else { miniz_oxide::MZFlush::None };
+                let result = miniz_oxide::deflate::stream::deflate(stream, input, &mut out[len..], flush);
+                out.truncate(len + result.bytes_written);
+                let status = result.status.map_err(|e| RecipeError::Damaged(format!("miniz_oxide: {e:?}")))?;
+                Ok((result.bytes_consumed, status == miniz_oxide::MZStatus::StreamEnd))
             }
         }
     }
@@ -124,13 +145,14 @@ fn encode(plain: &[u8], deflate: &Deflate, expected: Option<&[u8]>) -> Result<Op
     }
 }
 
-/// Which encoder wrote `deflated` from `plain`: zlib or zlib-rs at some level, else preflate's
+/// Which encoder wrote `deflated` from `plain`: zlib, zlib-rs or miniz_oxide at some level, else preflate's
 /// corrections. `name` says what the stream is, in errors.
 pub(crate) fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate, RecipeError> {
     let candidates = ZLIB_LEVELS
         .map(|level| Deflate::Zlib { level })
         .into_iter()
-        .chain(ZLIB_RS_LEVELS.map(|level| Deflate::ZlibRs { level }));
+        .chain(ZLIB_RS_LEVELS.map(|level| Deflate::ZlibRs { level }))
+        .chain(MINIZ_LEVELS.map(|level| Deflate::Miniz { level }));
     for candidate in candidates {
         if encode(plain, &candidate, Some(deflated))?.is_some_and(|out| out == deflated) {
             return Ok(candidate);

@@ -417,6 +417,7 @@ impl Recipe {
             let name = match deflate {
                 deflate::Deflate::Zlib { level } => format!("zlib -{level}"),
                 deflate::Deflate::ZlibRs { level } => format!("zlib-rs -{level}"),
+                deflate::Deflate::Miniz { level } => format!("miniz_oxide -{level}"),
                 deflate::Deflate::Preflate { .. } => "preflate".to_owned(),
             };
             *counts.entry(name).or_insert(0) += 1;
@@ -454,15 +455,18 @@ impl Recipe {
             .ok_or_else(|| RecipeError::Damaged("the sha256 is not 32 bytes".into()))
     }
 
+    /// The oldest format version that reads this recipe: what it is written as, so that older
+    /// releases read what they can.
+    fn oldest_reading_version(&self) -> u8 {
+        let miniz = self.deflate_streams().iter().any(|deflate| matches!(deflate, deflate::Deflate::Miniz { .. }));
+        if miniz || matches!(self.compression, Compression::Zstd(_)) { 3 } else { 2 }
+    }
+
     /// The recipe file's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let body = postcard::to_allocvec(self).expect("a recipe serialises");
         let mut out = MAGIC.to_vec();
-        // The oldest version that reads it, so that older releases read what they can.
-        out.push(match self.compression {
-            Compression::Zstd(_) => 3,
-            _ => 2,
-        });
+        out.push(self.oldest_reading_version());
         let mut encoder = liblzma::write::XzEncoder::new(out, 9);
         encoder.write_all(&body).expect("writing to memory");
         encoder.finish().expect("writing to memory")

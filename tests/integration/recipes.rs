@@ -192,6 +192,33 @@ fn damaged_recipes_and_wrong_trees_are_refused_with_the_reason() {
 }
 
 #[test]
+fn gzip_files_deflated_by_miniz_oxide_at_every_level_are_kept_as_its_level() {
+    // What flate2's default backend wrote before 2025 (cargo's older .crate files): a gzip
+    // header as flate2 writes it (OS 255), miniz_oxide's raw deflate, CRC-32 and length.
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    sh("tar -cf pkg.tar pkg-1.0", tmp.path());
+    let plain = fs::read(tmp.path().join("pkg.tar")).unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(&plain);
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for level in 1..=10u8 {
+        let mut file = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        file.extend(miniz_oxide::deflate::compress_to_vec(&plain, level));
+        file.extend(crc.sum().to_le_bytes());
+        file.extend((plain.len() as u32).to_le_bytes());
+        let path = tmp.path().join(format!("pkg-miniz{level}.tar.gz"));
+        fs::write(&path, file).unwrap();
+        let recipe = round_trip(&path, &work);
+        let shown: serde_json::Value =
+            serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+        let encoders = shown["deflate_encoders"].as_object().unwrap();
+        assert!(encoders.keys().all(|name| name.starts_with("miniz_oxide -")), "level {level}: {shown}");
+    }
+}
+
+#[test]
 fn ruby_gems_round_trip_as_the_tar_swh_unpacks() {
     let tmp = temp_dir();
     let src = tmp.path().join("hello");
