@@ -85,6 +85,28 @@ fn first_block(bytes: &[u8]) -> Result<(Option<u64>, u32), RecipeError> {
     Ok((uncompressed, dict))
 }
 
+/// The dictionary size of each preset, 0 to 9, as xz(1) documents it.
+const PRESET_DICT_SIZES: [u32; 10] =
+    [256 << 10, 1 << 20, 2 << 20, 4 << 20, 4 << 20, 8 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20];
+
+/// Presets in the order worth trying for a stream whose header names `dict_size`: those whose
+/// dictionary it is, then those xz would have shrunk to it (it does for inputs smaller than the
+/// dictionary), then the rest (a dictionary set by hand); within each, the default (6) first,
+/// then the smallest dictionaries (the fastest presets).
+fn likely_presets(dict_size: u32) -> Vec<u32> {
+    let mut presets: Vec<u32> = (0..10).collect();
+    presets.sort_by_key(|&p| {
+        let preset_dict = PRESET_DICT_SIZES[p as usize];
+        let rank = match preset_dict.cmp(&dict_size) {
+            std::cmp::Ordering::Equal => 0,
+            std::cmp::Ordering::Greater => 1,
+            std::cmp::Ordering::Less => 2,
+        };
+        (rank, p != 6, preset_dict, std::cmp::Reverse(p))
+    });
+    presets
+}
+
 impl XzLayer {
     fn encoder(&self) -> Result<Stream, RecipeError> {
         let damaged = |e: liblzma::stream::Error| RecipeError::Damaged(format!("xz: {e}"));
@@ -157,8 +179,7 @@ impl XzLayer {
         let (block_size, dict_size) = first_block(bytes)?;
         let trailing = bytes[stream_len..].to_vec();
         let stream = &bytes[..stream_len];
-        let presets = [6, 9, 1, 2, 3, 4, 5, 7, 8, 0];
-        for preset in presets.iter().flat_map(|&p| [p, p | PRESET_EXTREME]) {
+        for preset in likely_presets(dict_size).into_iter().flat_map(|p| [p, p | PRESET_EXTREME]) {
             let layer = XzLayer { preset, dict_size, check, block_size, trailing: trailing.clone() };
             if layer.encode(&plain, Some(stream))?.is_some_and(|out| out == stream) {
                 return Ok((layer, plain));
@@ -194,5 +215,21 @@ impl XzLayer {
         out.extend_from_slice(&encoded);
         out.extend_from_slice(&self.trailing);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_whose_dictionary_the_header_names_come_first() {
+        // `xz -9` of a large file names 64 MiB; `xz -0` 256 KiB; `xz -6` of a 700 kB file
+        // names 768 KiB, its dictionary shrunk to the input.
+        assert_eq!(likely_presets(64 << 20)[0], 9);
+        assert_eq!(likely_presets(8 << 20)[..2], [6, 5]);
+        assert_eq!(likely_presets(256 << 10)[0], 0);
+        assert_eq!(likely_presets(768 << 10)[..3], [6, 1, 2]);
+        assert_eq!(likely_presets(768 << 10).len(), 10);
     }
 }
