@@ -202,15 +202,11 @@ pub fn list(options: &ListOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> 
         .tempfile()
         .map_err(ListError::TempDir)?;
     evaluator_file.as_file().write_all(EVALUATOR.as_bytes()).map_err(ListError::WriteEvaluator)?;
-    let throwaway = match &options.store {
-        Some(_) => None,
-        None => Some(ThrowawayStore::new()?),
-    };
-    let store = match (&options.store, &throwaway) {
-        (Some(store), _) => store.clone(),
-        (None, Some(throwaway)) => throwaway.path().display().to_string(),
-        (None, None) => unreachable!("a throwaway store is made when none is named"),
-    };
+    let throwaway = options.store.is_none().then(ThrowawayStore::new).transpose()?;
+    let store = options
+        .store
+        .clone()
+        .unwrap_or_else(|| throwaway.as_ref().expect("made when no store is named").path().display().to_string());
     let context = Context {
         nixpkgs: absolute(&root),
         evaluator: evaluator_file.path().to_owned(),

@@ -446,15 +446,29 @@ async fn send_file(server: &Server, method: &Method, path: &std::path::Path) -> 
 
 /// Streams a verified, open file of `length` bytes (or only its headers, for `HEAD`).
 fn send(server: &Server, method: &Method, file: tokio::fs::File, length: u64) -> Response {
+    respond(server, method, "application/octet-stream", length, || {
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024))
+    })
+}
+
+/// The response carrying `length` verified bytes that `body` streams (not made for `HEAD`,
+/// which gets the headers alone).
+fn respond(
+    server: &Server,
+    method: &Method,
+    content_type: &'static str,
+    length: u64,
+    body: impl FnOnce() -> Body,
+) -> Response {
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
         Metrics::add(&server.metrics.bytes, length);
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024))
+        body()
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     // Content-addressed: the bytes behind a hash never change.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));

@@ -211,21 +211,13 @@ fn text(method: &Method, content_type: &'static str, body: String) -> Response {
 fn send_lone_file(server: &Server, method: &Method, file: tokio::fs::File, length: u64) -> Response {
     let (header, trailer) = lone_file_framing(length);
     let nar_size = header.len() as u64 + length + trailer.len() as u64;
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        super::metrics::Metrics::add(&server.metrics.bytes, nar_size);
+    super::respond(server, method, "application/x-nix-nar", nar_size, || {
         let contents = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
         let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(header)) })
             .chain(contents)
             .chain(futures_util::stream::once(async move { Ok(Bytes::from(trailer)) }));
         Body::from_stream(stream)
-    };
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-nix-nar"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(nar_size));
-    response
+    })
 }
 
 #[cfg(test)]
