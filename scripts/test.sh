@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs the reference tools the tests
-# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, Chromium to render the audit's
-# HTML report, and a Python venv with Software Heritage's
+# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, zopfli, 7-Zip and pigz,
+# Chromium to render the audit's HTML report, and a Python venv with Python's zlib-ng and Software Heritage's
 # packages: swh-model for `swh identify`, swh-lister for its nixguix lister, and swh-storage,
 # swh-web, swh-loader-core and swh-loader-git for a real archive on loopback, swh-vault for its
 # bundle cooker),
@@ -19,6 +19,10 @@ command -v unzip >/dev/null || need_apt+=(unzip)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v gem >/dev/null || need_apt+=(ruby)
 command -v chromium >/dev/null || need_apt+=(chromium)
+# Deflate encoders no recipe candidate models (recorded parses).
+command -v zopfli >/dev/null || need_apt+=(zopfli)
+command -v 7z >/dev/null || need_apt+=(p7zip-full)
+command -v pigz >/dev/null || need_apt+=(pigz)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"
   as_root apt-get update -qq
@@ -27,11 +31,11 @@ fi
 
 venv="${SWH_BRIDGE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/swh-bridge/venv}"
 if ! "$venv/bin/swh" identify --help >/dev/null 2>&1 \
-  || ! "$venv/bin/python" -c 'import swh.lister.nixguix.lister, swh.storage, swh.web, swh.loader.core, swh.loader.git, swh.vault.cookers' 2>/dev/null; then
+  || ! "$venv/bin/python" -c 'import zlib_ng, swh.lister.nixguix.lister, swh.storage, swh.web, swh.loader.core, swh.loader.git, swh.vault.cookers' 2>/dev/null; then
   echo "installing Software Heritage's packages into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'swh.model[cli]' 'swh.lister==7.4.0' \
-    swh-storage swh-objstorage swh-web swh-loader-core swh-loader-git swh-vault
+    swh-storage swh-objstorage swh-web swh-loader-core swh-loader-git swh-vault 'zlib-ng==1.1.0'
 fi
 export PATH="$venv/bin:$PATH"
 # Tests never reach a binary cache: the default substituter is off this machine.

@@ -8,7 +8,8 @@
 //! at each level and comparing as the output comes (a wrong guess is caught within its first
 //! block), and kept as the encoder and level. Anything else is kept as preflate-rs's corrections
 //! against its own prediction of the encoder's choices, which are small for deflate encoders of
-//! the zlib family and refused for streams it cannot model.
+//! the zlib family, or, for streams preflate cannot model or models poorly, as the stream's own
+//! decisions ([`super::deflate_tokens`]), which any valid stream has.
 //!
 //! The encoders are pinned, since their output is part of the recipe format: zlib 1.3.2 (bundled
 //! by libz-sys, not the system's; distributions that ship zlib-ng as zlib deflate differently),
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use preflate_rs::PreflateError;
 
-use super::RecipeError;
+use super::{RecipeError, deflate_tokens};
 
 /// How to recreate one raw deflate stream from its uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub enum Deflate {
     Preflate { corrections: Vec<u8> },
     /// miniz_oxide at this level (1 to 10); since recipe format version 3.
     Miniz { level: u8 },
+    /// The stream's own blocks and LZ77 parse ([`super::deflate_tokens`]); since recipe format
+    /// version 3.
+    Recorded { record: Vec<u8> },
 }
 
 /// Runs a preflate call, turning a panic into an error: preflate-rs 0.7 panics on some
@@ -71,7 +75,7 @@ impl Encoder {
         let (level, top) = match deflate {
             Deflate::Zlib { level } | Deflate::ZlibRs { level } => (*level, 9),
             Deflate::Miniz { level } => (*level, 10),
-            Deflate::Preflate { .. } => unreachable!("preflate is not fed in chunks"),
+            Deflate::Preflate { .. } | Deflate::Recorded { .. } => unreachable!("only encoders are fed in chunks"),
         };
         if !(1..=top).contains(&level) {
             return Err(RecipeError::Damaged(format!("deflate level {level}")));
@@ -158,14 +162,34 @@ pub(crate) fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate
             return Ok(candidate);
         }
     }
-    let modelled = without_panics(|| preflate_rs::preflate_whole_deflate_stream(deflated, true, super::MAX_PLAIN));
-    match modelled {
+    let preflate = match without_panics(|| preflate_rs::preflate_whole_deflate_stream(deflated, true, super::MAX_PLAIN))
+    {
         Ok((result, text)) if result.compressed_size == deflated.len() && text.text() == plain => {
-            Ok(Deflate::Preflate { corrections: result.corrections })
+            Some(result.corrections)
         }
-        Ok(_) => Err(RecipeError::Unsupported(format!("preflate reads the deflate stream of {name} otherwise"))),
-        Err(why) => Err(RecipeError::Unsupported(format!("preflate cannot model the deflate stream of {name}: {why}"))),
+        _ => None,
+    };
+    // preflate's corrections are tiny for the zlib family and grow with every choice it did not
+    // predict; past a sixteenth of the stream, a record of the choices themselves may be smaller.
+    if let Some(corrections) = &preflate
+        && corrections.len() <= deflated.len() / 16
+    {
+        return Ok(Deflate::Preflate { corrections: preflate.expect("just matched") });
     }
+    let recorded = deflate_tokens::record(plain, deflated)
+        .map_err(|why| RecipeError::Unsupported(format!("the deflate stream of {name}: {why}")))?;
+    match preflate {
+        Some(corrections) if corrections.len() <= compressed_len(&recorded) => Ok(Deflate::Preflate { corrections }),
+        _ => Ok(Deflate::Recorded { record: recorded }),
+    }
+}
+
+/// About what `bytes` take once the recipe is compressed (preflate's corrections are already
+/// entropy-coded; a record is not).
+fn compressed_len(bytes: &[u8]) -> usize {
+    let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    std::io::Write::write_all(&mut encoder, bytes).expect("writing to memory");
+    encoder.finish().expect("writing to memory").len()
 }
 
 /// The raw deflate stream `deflate` makes of `plain`.
@@ -175,6 +199,7 @@ pub(crate) fn recreate(plain: &[u8], deflate: &Deflate) -> Result<Vec<u8>, Recip
             without_panics(|| preflate_rs::recreate_whole_deflate_stream(plain, corrections))
                 .map_err(|e| RecipeError::Damaged(format!("preflate cannot recreate a deflate stream: {e}")))
         }
+        Deflate::Recorded { record } => deflate_tokens::rebuild(plain, record),
         encoder => Ok(encode(plain, encoder, None)?.expect("an unchecked encoding completes")),
     }
 }

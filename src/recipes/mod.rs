@@ -15,6 +15,7 @@ mod bounded;
 pub mod bridge;
 pub(crate) mod bzip2;
 pub(crate) mod deflate;
+mod deflate_tokens;
 pub(crate) mod gzip;
 pub(crate) mod runs;
 pub mod store;
@@ -404,7 +405,9 @@ impl Recipe {
         self.deflate_streams()
             .into_iter()
             .map(|deflate| match deflate {
-                deflate::Deflate::Preflate { corrections } => corrections.len(),
+                deflate::Deflate::Preflate { corrections: bytes } | deflate::Deflate::Recorded { record: bytes } => {
+                    bytes.len()
+                }
                 _ => 0,
             })
             .sum()
@@ -419,6 +422,7 @@ impl Recipe {
                 deflate::Deflate::ZlibRs { level } => format!("zlib-rs -{level}"),
                 deflate::Deflate::Miniz { level } => format!("miniz_oxide -{level}"),
                 deflate::Deflate::Preflate { .. } => "preflate".to_owned(),
+                deflate::Deflate::Recorded { .. } => "recorded parse".to_owned(),
             };
             *counts.entry(name).or_insert(0) += 1;
         }
@@ -458,8 +462,11 @@ impl Recipe {
     /// The oldest format version that reads this recipe: what it is written as, so that older
     /// releases read what they can.
     fn oldest_reading_version(&self) -> u8 {
-        let miniz = self.deflate_streams().iter().any(|deflate| matches!(deflate, deflate::Deflate::Miniz { .. }));
-        if miniz || matches!(self.compression, Compression::Zstd(_)) { 3 } else { 2 }
+        let since_3 = self
+            .deflate_streams()
+            .iter()
+            .any(|deflate| matches!(deflate, deflate::Deflate::Miniz { .. } | deflate::Deflate::Recorded { .. }));
+        if since_3 || matches!(self.compression, Compression::Zstd(_)) { 3 } else { 2 }
     }
 
     /// The recipe file's bytes.

@@ -210,11 +210,56 @@ fn gzip_files_deflated_by_miniz_oxide_at_every_level_are_kept_as_its_level() {
         file.extend((plain.len() as u32).to_le_bytes());
         let path = tmp.path().join(format!("pkg-miniz{level}.tar.gz"));
         fs::write(&path, file).unwrap();
-        let recipe = round_trip(&path, &work);
-        let shown: serde_json::Value =
-            serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
-        let encoders = shown["deflate_encoders"].as_object().unwrap();
-        assert!(encoders.keys().all(|name| name.starts_with("miniz_oxide -")), "level {level}: {shown}");
+        let encoders = deflate_encoders(&round_trip(&path, &work));
+        let encoders = encoders.as_object().unwrap();
+        assert!(encoders.keys().all(|name| name.starts_with("miniz_oxide -")), "level {level}: {encoders:?}");
+    }
+}
+
+/// The deflate encoders a recipe's `recipe show --json` names, with how many streams each wrote.
+fn deflate_encoders(recipe: &Path) -> serde_json::Value {
+    let shown: serde_json::Value =
+        serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(recipe))).unwrap();
+    shown["deflate_encoders"].clone()
+}
+
+#[test]
+fn deflate_streams_no_candidate_models_are_recorded_and_rebuilt_bit_for_bit() {
+    // zopfli, 7-Zip and pigz -11 (zopfli's algorithm) parse otherwise than any zlib-family
+    // level; zlib-ng (through Python's zlib-ng package, 2.x) writes what cargo linked against a
+    // distribution's zlib-ng-compat did. None is a candidate encoder; preflate refuses most.
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    // Text to find matches in, instead of the tree's 3 MB of noise (zopfli takes seconds a megabyte).
+    let sources = concat!(env!("CARGO_MANIFEST_DIR"), "/src/recipes");
+    sh(&format!("rm pkg-1.0/big.bin && cp -r {sources} pkg-1.0/ && tar -cf pkg.tar pkg-1.0"), tmp.path());
+    let python = swh_program().parent().unwrap().join("python");
+    let mut made = vec![
+        ("zopfli.tar.gz", "zopfli -c pkg.tar".to_owned()),
+        ("7z.tar.gz", "7z a -tgzip -mx=9 -so pkg.tar.gz pkg.tar".to_owned()),
+        ("pigz11.tar.gz", "pigz -11 -c pkg.tar".to_owned()),
+        // Written to a pipe: each entry with a data descriptor.
+        ("7z.zip", "7z a -tzip -mx=9 -so pkg.zip pkg-1.0".to_owned()),
+    ];
+    for level in 1..=9 {
+        made.push(("", format!("{} -m zlib_ng.gzip_ng -{level} -c pkg.tar", python.display())));
+    }
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for (i, (name, command)) in made.iter().enumerate() {
+        let name = if name.is_empty() { format!("zlib-ng{}.tar.gz", i - 3) } else { name.to_string() };
+        sh(&format!("{command} > {name}"), tmp.path());
+        let file = tmp.path().join(&name);
+        let recipe = if name.ends_with(".zip") { zip_round_trip(&file, &work) } else { round_trip(&file, &work) };
+        let encoders = deflate_encoders(&recipe);
+        // The stated bound of a recorded parse, with room: well under pristine-tar's delta,
+        // which for such streams is larger than the file.
+        let (recipe_len, file_len) = (fs::metadata(&recipe).unwrap().len(), fs::metadata(&file).unwrap().len());
+        assert!(recipe_len * 3 < file_len, "{name}: a recipe of {recipe_len} bytes for {file_len} ({encoders})");
+        // 7-Zip deflates a zip's small entries as zlib -6 would.
+        if name.ends_with(".tar.gz") && !name.starts_with("zlib-ng") {
+            assert!(encoders.get("recorded parse").is_some(), "{name}: {encoders}");
+        }
     }
 }
 
@@ -329,8 +374,8 @@ fn hostile_tarballs_get_no_recipe() {
 }
 
 /// A zip's round trip through SWH's unpacking.
-fn zip_round_trip(file: &Path, work: &Path) {
-    round_trip_with(file, work, Unpack::Swh);
+fn zip_round_trip(file: &Path, work: &Path) -> PathBuf {
+    round_trip_with(file, work, Unpack::Swh)
 }
 
 /// A Python block written in a Rust string: the first line starts right after the quote, the
