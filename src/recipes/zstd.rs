@@ -67,27 +67,6 @@ pub(crate) fn libzstd_version() -> u32 {
     zstd::zstd_safe::version_number()
 }
 
-/// A sink that checks what is written against the bytes expected and fails at the first
-/// difference, so that a wrong candidate stops early.
-struct Compare<'a> {
-    expected: &'a [u8],
-    at: usize,
-}
-
-impl Write for Compare<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let end = self.at + buf.len();
-        if end > self.expected.len() || self.expected[self.at..end] != *buf {
-            return Err(std::io::Error::other("differs"));
-        }
-        self.at = end;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl ZstdFrame {
     fn encoder(&self) -> std::io::Result<Encoder<'static>> {
         let mut encoder = Encoder::new(self.level)?;
@@ -158,8 +137,8 @@ impl ZstdLayer {
             let frame_plain = &plain[start..];
             let found = candidates(content_size, checksum, window_log, frame_plain.len() as u64)
                 .find(|candidate| {
-                    let mut compare = Compare { expected: frame, at: 0 };
-                    candidate.compress_into(frame_plain, &mut compare).is_ok() && compare.at == frame.len()
+                    let mut compare = super::Compare::new(frame);
+                    candidate.compress_into(frame_plain, &mut compare).is_ok() && compare.done()
                 })
                 .ok_or_else(|| {
                     unsupported(format!(

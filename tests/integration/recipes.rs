@@ -317,6 +317,50 @@ fn zstd_tarballs_from_the_zstd_command_round_trip() {
 }
 
 #[test]
+fn lzip_tarballs_from_lzip_and_plzip_round_trip() {
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    // big.tar holds the tree's 3 MB: plzip cuts it into several members.
+    sh("tar -cf big.tar pkg-1.0 && rm pkg-1.0/big.bin && tar -cf pkg.tar pkg-1.0", tmp.path());
+    let made = [
+        ("l0.tar.lz", "lzip.lzip -0 -c pkg.tar"),
+        ("l6.tar.lz", "lzip.lzip -6 -c pkg.tar"),
+        ("l9.tar.lz", "lzip.lzip -9 -c pkg.tar"),
+        ("lstdin.tar.lz", "lzip.lzip -c < pkg.tar"),
+        ("lm100.tar.lz", "lzip.lzip -m 100 -s 64KiB -c pkg.tar"),
+        ("p6.tar.lz", "plzip -6 -c pkg.tar"),
+        ("p0-members.tar.lz", "plzip -0 -c big.tar"),
+        ("p6-members.tar.lz", "plzip -6 -B 64KiB -n 2 -c big.tar"),
+    ];
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    for (name, command) in made {
+        sh(&format!("{command} > {name}"), tmp.path());
+        let recipe = round_trip(&tmp.path().join(name), &work);
+        let shown: serde_json::Value =
+            serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+        assert_eq!(shown["compression"], "lzip", "{name}: {shown}");
+        if name.contains("members") {
+            assert!(shown["compressed_members"].as_u64().unwrap() > 1, "{name}: {shown}");
+        }
+    }
+    fs::create_dir(work.join("swh")).unwrap();
+    round_trip_with(&tmp.path().join("l9.tar.lz"), &work.join("swh"), Unpack::Swh);
+    // Data after the last member is refused, with the reason.
+    sh("cat l6.tar.lz > trailing.tar.lz && echo garbage >> trailing.tar.lz", tmp.path());
+    let mut create = bridge();
+    create
+        .args(["recipe", "create"])
+        .arg(tmp.path().join("trailing.tar.lz"))
+        .arg("-o")
+        .arg(work.join("trailing.recipe"));
+    let refused = create.output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("lzip: data after the last member"), "{stderr}");
+}
+
+#[test]
 fn fetch_rebuilds_a_tarball_the_archive_keeps_unpacked_from_its_recipe() {
     let tmp = temp_dir();
     make_tree(&tmp.path().join("rebuilt-3.0"), TreeShape { empty_dirs: true, non_utf8: false });
