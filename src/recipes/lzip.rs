@@ -8,7 +8,8 @@
 //! before coding it; the encoder then works with the coded value), and the match length limit is
 //! found by re-encoding: each level's first (`-6`'s 36, then `-9`'s 273, then the other levels'),
 //! then every other value `--match-length` accepts. `-0` is lzlib's fast encoder, which it selects
-//! by a dictionary of 65,535 bytes and a limit of 16; its header says 65,536. `plzip` cuts its
+//! by a dictionary of 65,535 bytes and a limit of 16; its header says 65,536, or the member's size
+//! for a smaller member. `plzip` cuts its
 //! input into members (1 MiB at `-0`, twice the dictionary otherwise), so members are kept one by
 //! one, each with its own settings and length.
 //!
@@ -42,8 +43,9 @@ pub struct LzipMember {
 const MAGIC: &[u8; 5] = b"LZIP\x01";
 const HEADER_LEN: usize = 6;
 const TRAILER_LEN: usize = 20;
-/// lzlib's bounds on the dictionary, and the largest one a recipe may ask for: lzip `-9`'s
-/// 32 MiB, twice over (the encoder takes about eleven times the dictionary in memory).
+/// lzlib's smallest dictionary, and the largest one a recipe may ask for: lzip `-9`'s 32 MiB,
+/// twice over. lzlib's manual puts the encoder at up to 2 + 9 times the dictionary in memory,
+/// so about 700 MiB at most, as for the xz layer's 64 MiB dictionaries.
 const MIN_DICT: u32 = 1 << 12;
 const MAX_DICT: u32 = 64 << 20;
 const MATCH_LEN_LIMITS: std::ops::RangeInclusive<u16> = 5..=273;
@@ -158,7 +160,7 @@ fn members(bytes: &[u8]) -> Result<Vec<std::ops::Range<usize>>, String> {
 
 /// The settings worth trying for a header's dictionary size, most likely first.
 fn candidates(dict_size: u32) -> impl Iterator<Item = (u32, u16)> {
-    let fast = (dict_size == FAST.0 + 1).then_some(FAST);
+    let fast = (dict_size <= FAST.0 + 1).then_some(FAST);
     let levels = LEVEL_MATCH_LENS.into_iter();
     let others = MATCH_LEN_LIMITS.filter(|len| !LEVEL_MATCH_LENS.contains(len));
     fast.into_iter().chain(levels.chain(others).map(move |len| (dict_size, len)))
@@ -242,11 +244,14 @@ mod tests {
         assert_eq!(coded_dict_size(0x54), 917_504);
         assert_eq!(coded_dict_size(0x56), 3_670_016);
         assert_eq!(coded_dict_size(0x0c), 4096);
+        // `plzip -0` of a 10,240-byte tar: the fast encoder names the member's size.
+        assert_eq!(coded_dict_size(0xce), 10_240);
     }
 
     #[test]
     fn the_fast_encoder_is_tried_first_only_for_its_dictionary() {
         assert_eq!(candidates(65_536).next(), Some(FAST));
+        assert_eq!(candidates(10_240).next(), Some(FAST));
         assert_eq!(candidates(8 << 20).next(), Some((8 << 20, 36)));
         assert_eq!(candidates(8 << 20).count(), MATCH_LEN_LIMITS.count());
     }

@@ -329,6 +329,7 @@ fn lzip_tarballs_from_lzip_and_plzip_round_trip() {
         ("lstdin.tar.lz", "lzip.lzip -c < pkg.tar"),
         ("lm100.tar.lz", "lzip.lzip -m 100 -s 64KiB -c pkg.tar"),
         ("p6.tar.lz", "plzip -6 -c pkg.tar"),
+        ("p0.tar.lz", "plzip -0 -c pkg.tar"),
         ("p0-members.tar.lz", "plzip -0 -c big.tar"),
         ("p6-members.tar.lz", "plzip -6 -B 64KiB -n 2 -c big.tar"),
     ];
