@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs the reference tools the tests
-# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, zopfli, 7-Zip, pigz, lzip and plzip,
+# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, zopfli, 7-Zip, pigz, lzip, plzip and ncompress,
 # Chromium to render the audit's HTML report, and a Python venv with Python's zlib-ng and Software Heritage's
 # packages: swh-model for `swh identify`, swh-lister for its nixguix lister, and swh-storage,
 # swh-web, swh-loader-core and swh-loader-git for a real archive on loopback, swh-vault for its
@@ -25,6 +25,7 @@ command -v 7z >/dev/null || need_apt+=(p7zip-full)
 command -v pigz >/dev/null || need_apt+=(pigz)
 command -v lzip.lzip >/dev/null || need_apt+=(lzip)
 command -v plzip >/dev/null || need_apt+=(plzip)
+command -v compress >/dev/null || need_apt+=(ncompress)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"
   as_root apt-get update -qq

@@ -18,6 +18,7 @@ pub(crate) mod deflate;
 mod deflate_tokens;
 pub(crate) mod gzip;
 pub(crate) mod lzip;
+pub(crate) mod lzw;
 pub(crate) mod runs;
 pub mod store;
 pub(crate) mod tar;
@@ -51,8 +52,8 @@ pub(crate) const MAX_PLAIN: usize = 2 << 30;
 /// deep: its `data.tar.gz` and `metadata.gz` stay files of the tree), and zip files under their
 /// usual names.
 pub(crate) const ARCHIVE_SUFFIXES: &[&str] = &[
-    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst", ".tzst", ".tar.lz", ".gem",
-    ".zip", ".whl", ".jar", ".crate",
+    ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst", ".tzst", ".tar.lz",
+    ".tar.Z", ".gem", ".zip", ".whl", ".jar", ".crate",
 ];
 
 /// What a recipe holds beyond what real files need (see `Recipe::check_shape`).
@@ -101,6 +102,7 @@ pub(crate) enum Compression {
     Bzip2(bzip2::Bzip2Layer),
     Zstd(zstd::ZstdLayer),
     Lzip(lzip::LzipLayer),
+    Lzw(lzw::LzwLayer),
 }
 
 /// [`Compression`] as the format encodes it: variant indices are the format, so a layer whose
@@ -118,6 +120,8 @@ enum CompressionWire {
     Zstd(zstd::ZstdLayer),
     /// Since version 3.
     Lzip(lzip::LzipLayer),
+    /// Since version 3.
+    Lzw(lzw::LzwLayer),
 }
 
 impl From<CompressionWire> for Compression {
@@ -130,6 +134,7 @@ impl From<CompressionWire> for Compression {
             CompressionWire::Gzip(layer) => Compression::Gzip(layer),
             CompressionWire::Zstd(layer) => Compression::Zstd(layer),
             CompressionWire::Lzip(layer) => Compression::Lzip(layer),
+            CompressionWire::Lzw(layer) => Compression::Lzw(layer),
         }
     }
 }
@@ -143,6 +148,7 @@ impl From<Compression> for CompressionWire {
             Compression::Bzip2(layer) => CompressionWire::Bzip2(layer),
             Compression::Zstd(layer) => CompressionWire::Zstd(layer),
             Compression::Lzip(layer) => CompressionWire::Lzip(layer),
+            Compression::Lzw(layer) => CompressionWire::Lzw(layer),
         }
     }
 }
@@ -201,6 +207,7 @@ impl Compression {
             Compression::Bzip2(_) => "bzip2",
             Compression::Zstd(_) => "zstd",
             Compression::Lzip(_) => "lzip",
+            Compression::Lzw(_) => "compress",
         }
     }
 }
@@ -340,9 +347,8 @@ impl Recipe {
             let (layer, plain) = zstd::ZstdLayer::create(file)?;
             (Compression::Zstd(layer), std::borrow::Cow::Owned(plain))
         } else if file.starts_with(&[0x1f, 0x9d]) {
-            // ncompress's LZW: where it widens codes and resets its table depends on how its
-            // input was cut into reads, which the file does not say.
-            return Err(RecipeError::Unsupported("compress (.Z): not modelled".into()));
+            let (layer, plain) = lzw::LzwLayer::create(file)?;
+            (Compression::Lzw(layer), std::borrow::Cow::Owned(plain))
         } else if file.starts_with(b"LZIP") {
             let (layer, plain) = lzip::LzipLayer::create(file)?;
             (Compression::Lzip(layer), std::borrow::Cow::Owned(plain))
@@ -408,6 +414,7 @@ impl Recipe {
                     Compression::Bzip2(layer) => layer.apply(&plain, &mut out)?,
                     Compression::Zstd(layer) => layer.apply(&plain, &mut out)?,
                     Compression::Lzip(layer) => layer.apply(&plain, &mut out)?,
+                    Compression::Lzw(layer) => layer.apply(&plain, &mut out),
                     Compression::None => unreachable!("handled above"),
                 }
                 out
@@ -474,6 +481,7 @@ impl Recipe {
             Compression::Bzip2(layer) => layer.streams.len(),
             Compression::Zstd(layer) => layer.frames.len(),
             Compression::Lzip(layer) => layer.members.len(),
+            Compression::Lzw(_) => 1,
             Compression::None => 0,
         };
         Ok(RecipeSummary {
@@ -504,7 +512,11 @@ impl Recipe {
             .deflate_streams()
             .iter()
             .any(|deflate| matches!(deflate, deflate::Deflate::Miniz { .. } | deflate::Deflate::Recorded { .. }));
-        if since_3 || matches!(self.compression, Compression::Zstd(_) | Compression::Lzip(_)) { 3 } else { 2 }
+        if since_3 || matches!(self.compression, Compression::Zstd(_) | Compression::Lzip(_) | Compression::Lzw(_)) {
+            3
+        } else {
+            2
+        }
     }
 
     /// The recipe file's bytes.
@@ -557,6 +569,7 @@ impl Recipe {
             Compression::Bzip2(layer) => layer.check_shape(),
             Compression::Zstd(layer) => layer.check_shape(),
             Compression::Lzip(layer) => layer.check_shape(),
+            Compression::Lzw(layer) => layer.check_shape(),
         }
     }
 }
