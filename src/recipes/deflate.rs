@@ -178,6 +178,11 @@ pub(crate) fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate
     }
     let recorded = deflate_tokens::record(plain, deflated)
         .map_err(|why| RecipeError::Unsupported(format!("the deflate stream of {name}: {why}")))?;
+    // Like every candidate, the record is proven on the stream itself (a recipe's check rebuilds
+    // only the uncompressed data).
+    if deflate_tokens::rebuild(plain, &recorded)? != deflated {
+        return Err(RecipeError::Unsupported(format!("the recorded deflate stream of {name} rebuilds otherwise")));
+    }
     match preflate {
         Some(corrections) if corrections.len() <= compressed_len(&recorded) => Ok(Deflate::Preflate { corrections }),
         _ => Ok(Deflate::Recorded { record: recorded }),
