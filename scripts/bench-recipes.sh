@@ -152,7 +152,7 @@ for kind, row in list(rows.items()) + sorted(totals.items()):
           f"{statistics.median(row['apply']):8.2f} {statistics.median(row['ratio']):16.1f}x")
 if pristine_tar:
     print()
-    print(f"{'format':16} {'files':>5} {'ok':>9} {'median B':>15} {'p95 B':>15} {'delta/recipe':>12} "
+    print(f"{'format':16} {'files':>5} {'ok':>9} {'median B':>15} {'p95 B':>15} {'delta/recipe':>12} {'':>11}"
           f"{'create s':>11} {'apply s':>11}   (swh-bridge / pristine-tar)")
     for kind, row in list(rows.items()) + sorted(totals.items()):
         if not row["pt_files"]:
@@ -160,7 +160,7 @@ if pristine_tar:
         med = lambda key: statistics.median(row[key]) if row[key] else float("nan")
         print(f"{kind:16} {row['files']:5} {row['ok']:4}/{row['pt_ok']:<4} {med('bytes'):7.0f}/{med('pt_bytes'):<7.0f} "
               f"{p95(row['bytes']) if row['bytes'] else 0:7.0f}/{p95(row['pt_bytes']) if row['pt_bytes'] else 0:<7.0f} "
-              f"{med('pt_over_ours'):11.1f}x {med('create'):5.2f}/{med('pt_create'):<5.2f} {med('apply'):5.2f}/{med('pt_apply'):<5.2f}")
+              f"{med('pt_over_ours'):11.1f}x (min {min(row['pt_over_ours'], default=float('nan')):.1f}x) {med('create'):5.2f}/{med('pt_create'):<5.2f} {med('apply'):5.2f}/{med('pt_apply'):<5.2f}")
 for kind, row in rows.items():
     for name, reason in row["failures"]:
         print(f"failed: {name}: {reason}")

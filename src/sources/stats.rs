@@ -32,6 +32,7 @@ const FILE_TYPES: &[(&str, &str)] = &[
     (".tar.zst", "archive"),
     (".tar.lz", "archive"),
     (".tar.lzma", "archive"),
+    (".tar.z", "archive"),
     (".tgz", "archive"),
     (".txz", "archive"),
     (".tbz2", "archive"),
