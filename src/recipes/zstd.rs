@@ -206,7 +206,18 @@ fn candidates(
             std::iter::once((MAX_LEVEL, None)).chain(long(log)).chain(plain.filter(|&(l, _)| l != MAX_LEVEL)).collect()
         }
         Some(_) => plain.collect(),
-        None => plain.chain(long(27)).collect(),
+        // A frame is single-segment when its window holds all of it, and a level's window never
+        // grows past its default: a frame larger than that at a level came from `--long` (or
+        // another window setting), so the level is not worth a full compression without it.
+        // Where a level's window is too small, its `--long` form is tried in its place, so that
+        // a `--long -19` file does not wait for every other level first.
+        None => LEVEL_ORDER
+            .iter()
+            .flat_map(|&level| {
+                let fits = plain_len <= 1 << default_window_log(level);
+                [(level, None), (level, Some(27))].into_iter().filter(move |&(_, long)| long.is_some() || fits)
+            })
+            .collect(),
     };
     settings.into_iter().flat_map(move |(level, long_window_log)| {
         [true, false].into_iter().map(move |multithreaded| ZstdFrame {
@@ -218,6 +229,14 @@ fn candidates(
             plain_len,
         })
     })
+}
+
+/// The window log libzstd 1.5.4 gives a level for inputs over 256 KiB (its `clevels.h`; smaller
+/// inputs get smaller windows), the largest that level uses without other settings.
+fn default_window_log(level: i32) -> u32 {
+    const BY_LEVEL: [u32; 23] =
+        [19, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23, 25, 26, 27];
+    BY_LEVEL[level.clamp(0, MAX_LEVEL) as usize]
 }
 
 /// `10504` as `1.5.4`.
@@ -239,6 +258,21 @@ mod tests {
         assert_eq!(header_flags(&magic(&[0x04, 0x58, 0x54, 0xb5])), Some((false, true, Some(21))));
         assert_eq!(header_flags(&magic(&[0x00, 0x58, 0x31, 0x00])), Some((false, false, Some(21))));
         assert_eq!(header_flags(&magic(&[0xa4, 0x00, 0xa0, 0x50])), Some((true, true, None)));
+    }
+
+    #[test]
+    fn single_segment_frames_larger_than_a_levels_window_skip_it() {
+        let levels = |plain_len| -> Vec<i32> {
+            candidates(true, true, None, plain_len).filter(|f| f.long_window_log.is_none()).map(|f| f.level).collect()
+        };
+        // `zstd -3` of a 1 MiB file is single-segment (its 2 MiB window holds it); of a 5 MB file
+        // it is not, so a 5 MB single-segment frame is tried at levels whose window holds it.
+        assert!(levels(1 << 20).contains(&3));
+        assert!(!levels(5 << 20).contains(&3));
+        assert!(levels(5 << 20).contains(&19) && levels(100 << 20).contains(&22));
+        // Past the default level's window, `--long` comes first.
+        assert_eq!(candidates(true, true, None, 5 << 20).next().unwrap().long_window_log, Some(27));
+        assert_eq!(candidates(true, true, None, 1 << 20).next().unwrap().long_window_log, None);
     }
 
     #[test]
