@@ -21,6 +21,7 @@
 //! rebuild.
 
 use super::RecipeError;
+use super::bit_writer::BitWriter;
 
 /// The longest match deflate can code.
 const MAX_MATCH: usize = 258;
@@ -78,38 +79,6 @@ impl BitReader<'_> {
         let value = (word >> (self.bit % 8)) as u32 & ((1u64 << count) - 1) as u32;
         self.bit = end;
         Ok(value)
-    }
-}
-
-/// Writes bits least significant first: whole bytes in `bytes`, the rest in `pending`.
-#[derive(Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
-    pending: u64,
-    pending_bits: u8,
-}
-
-impl BitWriter {
-    fn bits(&mut self, value: u32, count: u8) {
-        // Bits above `count` (a damaged record's padding byte) must not reach the stream.
-        self.pending |= (u64::from(value) & ((1 << count) - 1)) << self.pending_bits;
-        self.pending_bits += count;
-        while self.pending_bits >= 8 {
-            self.bytes.push(self.pending as u8);
-            self.pending >>= 8;
-            self.pending_bits -= 8;
-        }
-    }
-
-    /// How many bits are left to write before the next byte boundary.
-    fn to_byte(&self) -> u8 {
-        (8 - self.pending_bits) % 8
-    }
-
-    /// Writes a Huffman code, which deflate packs most significant bit first.
-    fn code(&mut self, (code, len): (u16, u8)) {
-        let reversed = code.reverse_bits() >> (16 - u32::from(len.max(1)));
-        self.bits(u32::from(reversed), len);
     }
 }
 
@@ -374,8 +343,7 @@ pub(crate) fn record(plain: &[u8], deflated: &[u8]) -> Result<Vec<u8>, Unreadabl
                     let mut copy = BitReader { bytes: deflated, bit: start };
                     let mut header = BitWriter::default();
                     copy_bits(&mut copy, &mut header, header_bits)?;
-                    header.bits(0, header.to_byte());
-                    sections.blocks.extend_from_slice(&header.bytes);
+                    sections.blocks.extend_from_slice(&header.finish());
                     (&tables.0, &tables.1)
                 };
                 let tables = Tables { literals, distances };
@@ -540,7 +508,7 @@ pub(crate) fn rebuild(plain: &[u8], record: &[u8]) -> Result<Vec<u8>, RecipeErro
     let mut lengths = cursor.section()?;
     let mut ranks = cursor.section()?;
     let mut distances = cursor.section()?;
-    let mut out = BitWriter { bytes: Vec::with_capacity(plain.len() / 2), ..BitWriter::default() };
+    let mut out = BitWriter::after(Vec::with_capacity(plain.len() / 2));
     let mut at = 0;
     let mut chains = Chains::new();
     let (fixed_literals, fixed_distances) = fixed_tables();
@@ -558,7 +526,7 @@ pub(crate) fn rebuild(plain: &[u8], record: &[u8]) -> Result<Vec<u8>, RecipeErro
             out.bits(len as u32, 16);
             out.bits(!len as u32 & 0xffff, 16);
             let stored = plain.get(at..at + len).ok_or_else(|| damaged("a stored block runs past the data"))?;
-            out.bytes.extend_from_slice(stored);
+            out.aligned_bytes(stored);
             at += len;
         } else {
             let tables;
@@ -635,7 +603,7 @@ pub(crate) fn rebuild(plain: &[u8], record: &[u8]) -> Result<Vec<u8>, RecipeErro
     if at != plain.len() {
         return Err(damaged("it ends before the data does"));
     }
-    Ok(out.bytes)
+    Ok(out.finish())
 }
 
 #[cfg(test)]
@@ -706,10 +674,10 @@ mod tests {
         out.bits(31, 5);
         out.code(distances.codes[0]);
         out.code(literals.codes[256]);
-        out.bits(0, out.to_byte());
-        let plain = inflated(&out.bytes);
+        let deflated = out.finish();
+        let plain = inflated(&deflated);
         assert_eq!(plain, vec![b'a'; 259]);
-        let record = round_trips(&plain, &out.bytes);
+        let record = round_trips(&plain, &deflated);
         // The canonical code for 258 rebuilds other bytes: the quirk is kept.
         assert!(rebuild(&plain, &record).unwrap() != zlib(&plain, 6));
     }

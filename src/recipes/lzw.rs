@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bit_writer::BitWriter;
 use super::{MAX_PLAIN, OutOfBounds, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,24 +43,6 @@ const OUTBUF_LEN: i64 = OBUFSIZ + 2048;
 /// What ncompress reads at a time from a regular file (IBUFSIZ).
 const READ_SIZE: u32 = 8192;
 
-/// Codes packed least significant bit first, at absolute bit positions.
-struct CodeWriter {
-    bytes: Vec<u8>,
-}
-
-impl CodeWriter {
-    fn put(&mut self, at: i64, code: u32) {
-        let byte = (at >> 3) as usize;
-        if self.bytes.len() < byte + 3 {
-            self.bytes.resize(byte + 3, 0);
-        }
-        let shifted = code << (at & 7);
-        for i in 0..3 {
-            self.bytes[byte + i] |= (shifted >> (8 * i)) as u8;
-        }
-    }
-}
-
 /// ncompress's `compress()`, replayed: `plain` read `read_size` bytes at a time.
 fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
     let max_bits = u32::from(max_bits);
@@ -70,12 +53,15 @@ fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
     let (mut stcode, mut free_ent) = (true, FIRST);
     let (mut bytes_out, mut bytes_in) = (0i64, 0i64);
     let (mut outbits, mut boff) = (24i64, 24i64);
-    let mut out = CodeWriter { bytes: vec![MAGIC[0], MAGIC[1], max_bits as u8 | BLOCK_MODE] };
+    // Codes go out in order; padding is the gap a width change or CLEAR leaves.
+    let mut out = BitWriter::after(vec![MAGIC[0], MAGIC[1], max_bits as u8 | BLOCK_MODE]);
     let mut ent = 0u32;
     // Pads the code stream to a whole number of `n_bits`-byte groups since the width began.
-    let pad = |outbits: i64, boff: i64, n_bits: u32| {
+    let pad = |out: &mut BitWriter, outbits: i64, boff: i64, n_bits: u32| {
         let group = i64::from(n_bits) << 3;
-        (outbits - 1) + (group - (outbits - boff - 1 + group) % group)
+        let padded = (outbits - 1) + (group - (outbits - boff - 1 + group) % group);
+        out.zeros((padded - outbits) as usize);
+        padded
     };
     for chunk in plain.chunks(read_size) {
         let rsize = chunk.len() as i64;
@@ -88,7 +74,7 @@ fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
         loop {
             if i64::from(free_ent) >= extcode && ent < FIRST {
                 if n_bits < max_bits {
-                    outbits = pad(outbits, boff, n_bits);
+                    outbits = pad(&mut out, outbits, boff, n_bits);
                     boff = outbits;
                     n_bits += 1;
                     extcode = if n_bits < max_bits { (1 << n_bits) + 1 } else { 1 << n_bits };
@@ -113,9 +99,9 @@ fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
                 } else {
                     ratio = 0;
                     table.clear();
-                    out.put(bytes_out * 8 + outbits, CLEAR);
+                    out.bits(CLEAR, n_bits as u8);
                     outbits += i64::from(n_bits);
-                    outbits = pad(outbits, boff, n_bits);
+                    outbits = pad(&mut out, outbits, boff, n_bits);
                     boff = outbits;
                     n_bits = INIT_BITS;
                     extcode = (1 << n_bits) + 1;
@@ -145,7 +131,7 @@ fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
                     ent = code;
                     continue;
                 }
-                out.put(bytes_out * 8 + outbits, ent);
+                out.bits(ent, n_bits as u8);
                 outbits += i64::from(n_bits);
                 if stcode {
                     table.insert(key, free_ent);
@@ -163,12 +149,9 @@ fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
         }
     }
     if bytes_in > 0 {
-        out.put(bytes_out * 8 + outbits, ent);
-        outbits += i64::from(n_bits);
+        out.bits(ent, n_bits as u8);
     }
-    let len = (bytes_out + ((outbits + 7) >> 3)) as usize;
-    out.bytes.resize(len, 0);
-    out.bytes
+    out.finish()
 }
 
 /// ncompress's `decompress()`, at most `limit` bytes out.

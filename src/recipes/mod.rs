@@ -11,6 +11,7 @@
 //! The file format (see `docs/recipe-format.md`): the magic `swh-bridge recipe\n`, a format
 //! version byte, then the [`Recipe`] in postcard's encoding, compressed with xz.
 
+mod bit_writer;
 mod bounded;
 pub mod bridge;
 pub(crate) mod bzip2;
@@ -459,8 +460,8 @@ impl Recipe {
         streams
     }
 
-    /// How many bytes of preflate corrections the recipe's deflate streams take (the ones zlib
-    /// and zlib-rs do not reproduce by level alone).
+    /// How many bytes the recipe's deflate streams take beyond an encoder's level: preflate's
+    /// corrections and recorded parses.
     pub(crate) fn deflate_corrections(&self) -> usize {
         self.deflate_streams()
             .into_iter()
