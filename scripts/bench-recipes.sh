@@ -157,10 +157,17 @@ if pristine_tar:
     for kind, row in list(rows.items()) + sorted(totals.items()):
         if not row["pt_files"]:
             continue
-        med = lambda key: statistics.median(row[key]) if row[key] else float("nan")
-        print(f"{kind:16} {row['files']:5} {row['ok']:4}/{row['pt_ok']:<4} {med('bytes'):7.0f}/{med('pt_bytes'):<7.0f} "
-              f"{p95(row['bytes']) if row['bytes'] else 0:7.0f}/{p95(row['pt_bytes']) if row['pt_bytes'] else 0:<7.0f} "
-              f"{med('pt_over_ours'):11.1f}x (min {min(row['pt_over_ours'], default=float('nan')):.1f}x) {med('create'):5.2f}/{med('pt_create'):<5.2f} {med('apply'):5.2f}/{med('pt_apply'):<5.2f}")
+        # "-" where a tool rebuilt none of the files (pristine-tar on lbzip2's).
+        def med(key, spec):
+            return format(statistics.median(row[key]), spec) if row[key] else "-"
+        def top(key):
+            return format(p95(row[key]), ".0f") if row[key] else "-"
+        ratio = med("pt_over_ours", ".1f") + "x" if row["pt_over_ours"] else "-"
+        least = format(min(row["pt_over_ours"]), ".1f") + "x" if row["pt_over_ours"] else "-"
+        print(f"{kind:16} {row['files']:5} {row['ok']:4}/{row['pt_ok']:<4} {med('bytes', '.0f'):>7}/{med('pt_bytes', '.0f'):<7} "
+              f"{top('bytes'):>7}/{top('pt_bytes'):<7} "
+              f"{ratio:>12} (min {least}) {med('create', '.2f'):>5}/{med('pt_create', '.2f'):<5} "
+              f"{med('apply', '.2f'):>5}/{med('pt_apply', '.2f'):<5}")
 for kind, row in rows.items():
     for name, reason in row["failures"]:
         print(f"failed: {name}: {reason}")

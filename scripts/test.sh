@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs the reference tools the tests
-# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, zopfli, 7-Zip, pigz, lzip, plzip and ncompress,
+# compare against (Nix from Debian's nix-bin, git, zip, zstd, Ruby's gem, zopfli, 7-Zip, pigz, lzip, plzip, ncompress, lbzip2 and pbzip2,
 # Chromium to render the audit's HTML report, and a Python venv with Python's zlib-ng and Software Heritage's
 # packages: swh-model for `swh identify`, swh-lister for its nixguix lister, and swh-storage,
 # swh-web, swh-loader-core and swh-loader-git for a real archive on loopback, swh-vault for its
@@ -26,6 +26,9 @@ command -v pigz >/dev/null || need_apt+=(pigz)
 command -v lzip.lzip >/dev/null || need_apt+=(lzip)
 command -v plzip >/dev/null || need_apt+=(plzip)
 command -v compress >/dev/null || need_apt+=(ncompress)
+# bzip2 encoders other than bzip2 itself: lbzip2 writes its own blocks (recorded streams).
+command -v lbzip2 >/dev/null || need_apt+=(lbzip2)
+command -v pbzip2 >/dev/null || need_apt+=(pbzip2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian"
   as_root apt-get update -qq

@@ -22,6 +22,7 @@
 
 use super::RecipeError;
 use super::bit_writer::BitWriter;
+use super::huffman::CanonicalCode;
 
 /// The longest match deflate can code.
 const MAX_MATCH: usize = 258;
@@ -82,73 +83,19 @@ impl BitReader<'_> {
     }
 }
 
-/// A canonical Huffman code, decoded bit by bit (as zlib's `puff` does) and encoded by table.
-struct Huffman {
-    counts: [u16; 16],
-    symbols: Vec<u16>,
-    codes: Vec<(u16, u8)>,
+/// The table with these code lengths.
+fn table(lengths: &[u8]) -> Result<CanonicalCode, Unreadable> {
+    CanonicalCode::new(lengths).map_err(|_| Unreadable::Invalid("a Huffman table is over-subscribed"))
 }
 
-impl Huffman {
-    /// The code with these lengths; refuses over-subscribed ones (incomplete ones are valid).
-    fn new(lengths: &[u8]) -> Result<Huffman, Unreadable> {
-        let mut counts = [0u16; 16];
-        for &len in lengths {
-            counts[usize::from(len)] += 1;
-        }
-        counts[0] = 0;
-        let mut left: i32 = 1;
-        for &count in &counts[1..] {
-            left = left * 2 - i32::from(count);
-            if left < 0 {
-                return Err(Unreadable::Invalid("a Huffman table is over-subscribed"));
-            }
-        }
-        let mut offsets = [0u16; 16];
-        for len in 1..15 {
-            offsets[len + 1] = offsets[len] + counts[len];
-        }
-        let mut symbols = vec![0; usize::from(offsets[15] + counts[15])];
-        let mut next_code = [0u16; 16];
-        let mut code = 0u16;
-        for len in 1..16 {
-            code = (code + counts[len - 1]) << 1;
-            next_code[len] = code;
-        }
-        let mut codes = vec![(0, 0); lengths.len()];
-        for (symbol, &len) in lengths.iter().enumerate() {
-            if len != 0 {
-                let len = usize::from(len);
-                symbols[usize::from(offsets[len])] = symbol as u16;
-                offsets[len] += 1;
-                codes[symbol] = (next_code[len], len as u8);
-                next_code[len] += 1;
-            }
-        }
-        Ok(Huffman { counts, symbols, codes })
-    }
+fn decode(table: &CanonicalCode, input: &mut BitReader) -> Result<u16, Unreadable> {
+    table.decode(|| input.bits(1))?.ok_or(Unreadable::Invalid("a code is not in its Huffman table"))
+}
 
-    fn decode(&self, input: &mut BitReader) -> Result<u16, Unreadable> {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..16 {
-            code |= input.bits(1)? as i32;
-            let count = i32::from(self.counts[len]);
-            if code - count < first {
-                return Ok(self.symbols[(index + code - first) as usize]);
-            }
-            index += count;
-            first = (first + count) << 1;
-            code <<= 1;
-        }
-        Err(Unreadable::Invalid("a code is not in its Huffman table"))
-    }
-
-    fn code(&self, symbol: usize) -> Result<(u16, u8), RecipeError> {
-        match self.codes.get(symbol) {
-            Some(&code) if code.1 != 0 => Ok(code),
-            _ => Err(RecipeError::Damaged(format!("deflate symbol {symbol} has no code in its block's table"))),
-        }
-    }
+fn code_of(table: &CanonicalCode, symbol: usize) -> Result<(u32, u8), RecipeError> {
+    table
+        .code(symbol)
+        .ok_or_else(|| RecipeError::Damaged(format!("deflate symbol {symbol} has no code in its block's table")))
 }
 
 /// Copies `count` bits.
@@ -162,15 +109,15 @@ fn copy_bits(from: &mut BitReader, to: &mut BitWriter, mut count: usize) -> Resu
 }
 
 /// The fixed block's literal/length and distance codes.
-fn fixed_tables() -> (Huffman, Huffman) {
+fn fixed_tables() -> (CanonicalCode, CanonicalCode) {
     let mut lengths = [8u8; 288];
     lengths[144..256].fill(9);
     lengths[256..280].fill(7);
-    (Huffman::new(&lengths).expect("valid"), Huffman::new(&[5; 30]).expect("valid"))
+    (table(&lengths).expect("valid"), table(&[5; 30]).expect("valid"))
 }
 
 /// Reads a dynamic block's header (after its type bits) and returns its two codes.
-fn dynamic_tables(input: &mut BitReader) -> Result<(Huffman, Huffman), Unreadable> {
+fn dynamic_tables(input: &mut BitReader) -> Result<(CanonicalCode, CanonicalCode), Unreadable> {
     let literals = input.bits(5)? as usize + 257;
     let distances = input.bits(5)? as usize + 1;
     let code_lengths = input.bits(4)? as usize + 4;
@@ -181,11 +128,11 @@ fn dynamic_tables(input: &mut BitReader) -> Result<(Huffman, Huffman), Unreadabl
     for &at in &CODE_LENGTH_ORDER[..code_lengths] {
         lengths[at] = input.bits(3)? as u8;
     }
-    let lencode = Huffman::new(&lengths)?;
+    let lencode = table(&lengths)?;
     let mut lengths = vec![0u8; literals + distances];
     let mut at = 0;
     while at < lengths.len() {
-        let symbol = lencode.decode(input)?;
+        let symbol = decode(&lencode, input)?;
         let (value, repeat) = match symbol {
             0..=15 => (symbol as u8, 1),
             16 => {
@@ -202,7 +149,7 @@ fn dynamic_tables(input: &mut BitReader) -> Result<(Huffman, Huffman), Unreadabl
     if lengths[256] == 0 {
         return Err(Unreadable::Invalid("a block has no end-of-block code"));
     }
-    Ok((Huffman::new(&lengths[..literals])?, Huffman::new(&lengths[literals..])?))
+    Ok((table(&lengths[..literals])?, table(&lengths[literals..])?))
 }
 
 /// How far back deflate reaches.
@@ -373,8 +320,8 @@ pub(crate) fn record(plain: &[u8], deflated: &[u8]) -> Result<Vec<u8>, Unreadabl
 
 /// A Huffman-coded block's two codes.
 struct Tables<'a> {
-    literals: &'a Huffman,
-    distances: &'a Huffman,
+    literals: &'a CanonicalCode,
+    distances: &'a CanonicalCode,
 }
 
 /// Records one Huffman-coded block's parse, checking it against `plain` from `at`.
@@ -388,7 +335,7 @@ fn record_tokens(
 ) -> Result<(), Unreadable> {
     let mut run = 0;
     loop {
-        let symbol = usize::from(tables.literals.decode(input)?);
+        let symbol = usize::from(decode(tables.literals, input)?);
         if symbol < 256 {
             if plain.get(*at) != Some(&(symbol as u8)) {
                 return Err(Unreadable::OtherData);
@@ -408,7 +355,7 @@ fn record_tokens(
             return Err(Unreadable::Invalid("a length code is out of range"));
         }
         let len = usize::from(LENGTH_BASE[code]) + input.bits(LENGTH_EXTRA[code])? as usize;
-        let dist_code = usize::from(tables.distances.decode(input)?);
+        let dist_code = usize::from(decode(tables.distances, input)?);
         if dist_code >= 30 {
             return Err(Unreadable::Invalid("a distance code is out of range"));
         }
@@ -548,12 +495,12 @@ pub(crate) fn rebuild(plain: &[u8], record: &[u8]) -> Result<Vec<u8>, RecipeErro
                 let literal_run =
                     plain.get(at..at.saturating_add(run)).ok_or_else(|| damaged("literals run past the data"))?;
                 for &byte in literal_run {
-                    out.code(literals.code(usize::from(byte))?);
+                    out.code(code_of(literals, usize::from(byte))?);
                 }
                 at += run;
                 let op = ops.byte()?;
                 if op == OP_END_OF_BLOCK {
-                    out.code(literals.code(256)?);
+                    out.code(code_of(literals, 256)?);
                     break;
                 }
                 let distance = match ranks.varint()? {
@@ -586,11 +533,11 @@ pub(crate) fn rebuild(plain: &[u8], record: &[u8]) -> Result<Vec<u8>, RecipeErro
                 let code = code.unwrap_or_else(|| {
                     LENGTH_BASE.iter().rposition(|&base| usize::from(base) <= len).expect("len >= 3")
                 });
-                out.code(literals.code(257 + code)?);
+                out.code(code_of(literals, 257 + code)?);
                 out.bits((len - usize::from(LENGTH_BASE[code])) as u32, LENGTH_EXTRA[code]);
                 let dist_code =
                     DIST_BASE.iter().rposition(|&base| usize::from(base) <= distance).expect("distance >= 1");
-                out.code(distances_code.code(dist_code)?);
+                out.code(code_of(distances_code, dist_code)?);
                 out.bits((distance - usize::from(DIST_BASE[dist_code])) as u32, DIST_EXTRA[dist_code]);
                 at += len;
             }

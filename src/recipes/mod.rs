@@ -15,9 +15,11 @@ mod bit_writer;
 mod bounded;
 pub mod bridge;
 pub(crate) mod bzip2;
+mod bzip2_blocks;
 pub(crate) mod deflate;
 mod deflate_tokens;
 pub(crate) mod gzip;
+mod huffman;
 pub(crate) mod lzip;
 pub(crate) mod lzw;
 pub(crate) mod runs;
@@ -37,8 +39,8 @@ use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
 
 const MAGIC: &[u8] = b"swh-bridge recipe\n";
 /// The format version written; every version up to it is read. Version 2 added zip containers,
-/// version 3 zstd.
-pub(crate) const FORMAT_VERSION: u8 = 3;
+/// version 3 zstd, lzip, compress and recorded deflate streams, version 4 recorded bzip2 streams.
+pub(crate) const FORMAT_VERSION: u8 = 4;
 /// A recipe that decompresses to more than this is refused as damaged or hostile.
 const MAX_DECODED: u64 = 256 << 20;
 /// The memory a recipe's sequences may take once decoded (see [`bounded`]): room for a million
@@ -114,7 +116,9 @@ enum CompressionWire {
     /// Format version 1's gzip layer: preflate corrections only.
     GzipV1(gzip::GzipLayerV1),
     Xz(xz::XzLayer),
-    Bzip2(bzip2::Bzip2Layer),
+    /// Format versions 1 to 3's bzip2 layer: libbzip2 streams only (written still when a layer
+    /// has no other).
+    Bzip2V1(bzip2::Bzip2LayerV1),
     /// Since version 2: each member's deflate stream as its encoder.
     Gzip(gzip::GzipLayer),
     /// Since version 3.
@@ -123,6 +127,8 @@ enum CompressionWire {
     Lzip(lzip::LzipLayer),
     /// Since version 3.
     Lzw(lzw::LzwLayer),
+    /// Since version 4: recorded streams too.
+    Bzip2(bzip2::Bzip2Layer),
 }
 
 impl From<CompressionWire> for Compression {
@@ -131,6 +137,7 @@ impl From<CompressionWire> for Compression {
             CompressionWire::None => Compression::None,
             CompressionWire::GzipV1(layer) => Compression::Gzip(layer.into()),
             CompressionWire::Xz(layer) => Compression::Xz(layer),
+            CompressionWire::Bzip2V1(layer) => Compression::Bzip2(layer.into()),
             CompressionWire::Bzip2(layer) => Compression::Bzip2(layer),
             CompressionWire::Gzip(layer) => Compression::Gzip(layer),
             CompressionWire::Zstd(layer) => Compression::Zstd(layer),
@@ -146,7 +153,10 @@ impl From<Compression> for CompressionWire {
             Compression::None => CompressionWire::None,
             Compression::Gzip(layer) => CompressionWire::Gzip(layer),
             Compression::Xz(layer) => CompressionWire::Xz(layer),
-            Compression::Bzip2(layer) => CompressionWire::Bzip2(layer),
+            Compression::Bzip2(layer) => match layer.as_v1() {
+                Some(v1) => CompressionWire::Bzip2V1(v1),
+                None => CompressionWire::Bzip2(layer),
+            },
             Compression::Zstd(layer) => CompressionWire::Zstd(layer),
             Compression::Lzip(layer) => CompressionWire::Lzip(layer),
             Compression::Lzw(layer) => CompressionWire::Lzw(layer),
@@ -529,7 +539,11 @@ impl Recipe {
             .deflate_streams()
             .iter()
             .any(|deflate| matches!(deflate, deflate::Deflate::Miniz { .. } | deflate::Deflate::Recorded { .. }));
-        if since_3 || matches!(self.compression, Compression::Zstd(_) | Compression::Lzip(_) | Compression::Lzw(_)) {
+        if matches!(&self.compression, Compression::Bzip2(layer) if layer.as_v1().is_none()) {
+            4
+        } else if since_3
+            || matches!(self.compression, Compression::Zstd(_) | Compression::Lzip(_) | Compression::Lzw(_))
+        {
             3
         } else {
             2
@@ -703,7 +717,7 @@ mod tests {
     #[test]
     fn empty_bzip2_streams_and_huge_xz_dictionaries_are_refused() {
         let (mut recipe, _) = Recipe::create(&tarball()).unwrap();
-        let stream = |plain_len| bzip2::Bzip2Stream { level: 9, plain_len };
+        let stream = |plain_len| bzip2::Bzip2Stream::Libbzip2 { level: 9, plain_len };
         recipe.compression =
             Compression::Bzip2(bzip2::Bzip2Layer { streams: vec![stream(10), stream(0)], trailing: vec![] });
         assert!(damaged(&recipe).contains("an empty stream among others"));

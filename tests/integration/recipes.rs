@@ -361,6 +361,58 @@ fn lzip_tarballs_from_lzip_and_plzip_round_trip() {
     assert!(stderr.contains("lzip: data after the last member"), "{stderr}");
 }
 
+/// The format version byte of a recipe file (after its magic line).
+fn format_version(recipe: &Path) -> u8 {
+    let bytes = fs::read(recipe).unwrap();
+    bytes[b"swh-bridge recipe\n".len()]
+}
+
+#[test]
+fn bzip2_tarballs_from_lbzip2_and_pbzip2_round_trip() {
+    let tmp = temp_dir();
+    make_tree(&tmp.path().join("pkg-1.0"), TreeShape { empty_dirs: true, non_utf8: false });
+    // big.tar (3 MB of the tree, 1 MB of noise, and a 2 MB run of zeros: runs longer than 255
+    // bytes) fills several blocks at every block size.
+    sh("head -c 2000000 /dev/zero > pkg-1.0/zeros && head -c 1000000 /dev/urandom > pkg-1.0/noise", tmp.path());
+    sh(
+        "tar -cf big.tar pkg-1.0 && rm pkg-1.0/big.bin pkg-1.0/zeros pkg-1.0/noise && tar -cf pkg.tar pkg-1.0",
+        tmp.path(),
+    );
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    // lbzip2 writes blocks and tables of its own: recorded streams (format version 4).
+    for (name, command) in [
+        ("lb9.tar.bz2", "lbzip2 -9 -c pkg.tar"),
+        ("lb1.tar.bz2", "lbzip2 -1 -c pkg.tar"),
+        ("lbstdin.tar.bz2", "lbzip2 -c < pkg.tar"),
+        ("lbbig9.tar.bz2", "lbzip2 -9 -n 2 -c big.tar"),
+        ("lbbig1.tar.bz2", "lbzip2 -1 -c big.tar"),
+    ] {
+        sh(&format!("{command} > {name}"), tmp.path());
+        let recipe = round_trip(&tmp.path().join(name), &work);
+        assert_eq!(format_version(&recipe), 4, "{name}");
+        let shown: serde_json::Value =
+            serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+        assert_eq!(shown["compression"], "bzip2", "{name}: {shown}");
+        if name.contains("big") {
+            // Per block, its header (tables and selectors); the rest comes from the tree.
+            let size = fs::metadata(tmp.path().join(name)).unwrap().len();
+            assert!(shown["recipe_bytes"].as_u64().unwrap() * 20 < size, "{name}: {shown}");
+        }
+    }
+    // pbzip2 runs libbzip2 on each chunk: one stream per chunk, kept as levels (version 2).
+    for (name, command) in [("pb9.tar.bz2", "pbzip2 -9 -c big.tar"), ("pb1.tar.bz2", "pbzip2 -1 -b3 -p2 -c big.tar")] {
+        sh(&format!("{command} > {name}"), tmp.path());
+        let recipe = round_trip(&tmp.path().join(name), &work);
+        assert_eq!(format_version(&recipe), 2, "{name}");
+        let shown: serde_json::Value =
+            serde_json::from_slice(&output(bridge().args(["recipe", "show", "--json"]).arg(&recipe))).unwrap();
+        assert!(shown["compressed_members"].as_u64().unwrap() > 1, "{name}: {shown}");
+    }
+    fs::create_dir(work.join("swh")).unwrap();
+    round_trip_with(&tmp.path().join("lb9.tar.bz2"), &work.join("swh"), Unpack::Swh);
+}
+
 #[test]
 fn tar_z_files_from_ncompress_round_trip() {
     let tmp = temp_dir();
