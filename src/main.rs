@@ -41,10 +41,23 @@ enum Command {
     /// a tarball unpacked.
     #[command(subcommand)]
     Recipe(cli::recipe::RecipeCommand),
+    /// One preflate call in a process of its own, with limits (started by this program itself).
+    #[command(name = "__preflate", hide = true)]
+    Preflate {
+        call: swh_bridge::recipes::preflate_process::PreflateCall,
+    },
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse().command) {
+    let command = Cli::parse().command;
+    if let Command::Preflate { call } = command {
+        return swh_bridge::recipes::preflate_process::child_main(call);
+    }
+    // preflate-rs can loop forever on a hostile recipe: run it where it can be stopped.
+    if let Ok(program) = std::env::current_exe() {
+        swh_bridge::recipes::preflate_process::use_helper(program);
+    }
+    match run(command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -66,5 +79,6 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Audit(args) => cli::asynchronously(cli::audit::run(args)),
         Command::Serve(args) => cli::asynchronously(cli::serve::run(args)),
         Command::Recipe(command) => cli::asynchronously(cli::recipe::run(command)),
+        Command::Preflate { .. } => unreachable!("answered before"),
     }
 }

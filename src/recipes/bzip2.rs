@@ -184,9 +184,7 @@ impl Bzip2Layer {
                     return Err(OutOfBounds(format!("bzip2: block size level {level}")));
                 }
                 Bzip2Stream::Libbzip2 { .. } => {}
-                Bzip2Stream::Recorded(recorded) => {
-                    recorded.check_shape().map_err(|why| OutOfBounds(format!("bzip2: {why}")))?
-                }
+                Bzip2Stream::Recorded(recorded) => recorded.check_shape()?,
             }
         }
         Ok(())

@@ -27,9 +27,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RecipeError;
 use super::bit_writer::MsbBitWriter;
 use super::huffman::CanonicalCode;
+use super::{OutOfBounds, RecipeError};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
 const END_MAGIC: u64 = 0x1772_4538_5090;
@@ -413,16 +413,16 @@ impl RecordedStream {
 
     /// Within what bzip2 allows: a block size digit, a run limit a decoder reads, headers of
     /// bounded length that hold as many bits as they say.
-    pub(super) fn check_shape(&self) -> Result<(), String> {
+    pub(super) fn check_shape(&self) -> Result<(), OutOfBounds> {
         if !(1..=9).contains(&self.level) {
-            return Err(format!("block size level {}", self.level));
+            return Err(OutOfBounds(format!("bzip2: block size level {}", self.level)));
         }
         if !(4..=259).contains(&self.max_run) {
-            return Err(format!("a longest run of {}", self.max_run));
+            return Err(OutOfBounds(format!("bzip2: a longest run of {}", self.max_run)));
         }
         if self.blocks.iter().any(|b| b.header.len() > MAX_HEADER_BYTES || b.header_bits as usize > b.header.len() * 8)
         {
-            return Err("a block header longer than its bytes or than bzip2 allows".into());
+            return Err(OutOfBounds("bzip2: a block header longer than its bytes or than bzip2 allows".into()));
         }
         Ok(())
     }
@@ -462,7 +462,7 @@ fn damaged(why: &str) -> RecipeError {
 /// Rebuilds a recorded stream from its uncompressed bytes, coding as many blocks at once as
 /// there are cores.
 pub(crate) fn rebuild(plain: &[u8], stream: &RecordedStream) -> Result<Vec<u8>, RecipeError> {
-    stream.check_shape().map_err(|why| damaged(&why))?;
+    stream.check_shape().map_err(|OutOfBounds(why)| RecipeError::Damaged(why))?;
     let pieces = super::split_by_lengths(plain, stream.blocks.iter().map(|b| b.plain_len), "bzip2 blocks")?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = MsbBitWriter::after(vec![b'B', b'Z', b'h', b'0' + stream.level]);

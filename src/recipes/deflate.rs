@@ -17,9 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use preflate_rs::PreflateError;
-
-use super::{RecipeError, deflate_tokens};
+use super::{RecipeError, deflate_tokens, preflate_process};
 
 /// How to recreate one raw deflate stream from its uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,25 +33,6 @@ pub enum Deflate {
     /// The stream's own blocks and LZ77 parse ([`super::deflate_tokens`]); since recipe format
     /// version 3.
     Recorded { record: Vec<u8> },
-}
-
-/// Runs a preflate call, turning a panic into an error: preflate-rs 0.7 panics on some
-/// corrections that do not fit the data (the fuzzer found index and arithmetic panics), and a
-/// damaged recipe or odd stream must not take the program down.
-fn without_panics<T>(call: impl FnOnce() -> Result<T, PreflateError>) -> Result<T, PreflateFailure> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(result) => result.map_err(PreflateFailure::Refused),
-        Err(_) => Err(PreflateFailure::Panicked),
-    }
-}
-
-/// Why preflate could not model or recreate a stream.
-#[derive(Debug, thiserror::Error)]
-enum PreflateFailure {
-    #[error("{0:?}")]
-    Refused(PreflateError),
-    #[error("preflate panicked on it")]
-    Panicked,
 }
 
 /// Levels in the order they are tried: each encoder's default and best first.
@@ -162,11 +141,8 @@ pub(crate) fn model(plain: &[u8], deflated: &[u8], name: &str) -> Result<Deflate
             return Ok(candidate);
         }
     }
-    let preflate = match without_panics(|| preflate_rs::preflate_whole_deflate_stream(deflated, true, super::MAX_PLAIN))
-    {
-        Ok((result, text)) if result.compressed_size == deflated.len() && text.text() == plain => {
-            Some(result.corrections)
-        }
+    let preflate = match preflate_process::model(deflated) {
+        Ok(model) if model.compressed_size == deflated.len() as u64 && model.text_is(plain) => Some(model.corrections),
         _ => None,
     };
     // preflate's corrections are tiny for the zlib family and grow with every choice it did not
@@ -200,10 +176,8 @@ fn compressed_len(bytes: &[u8]) -> usize {
 /// The raw deflate stream `deflate` makes of `plain`.
 pub(crate) fn recreate(plain: &[u8], deflate: &Deflate) -> Result<Vec<u8>, RecipeError> {
     match deflate {
-        Deflate::Preflate { corrections } => {
-            without_panics(|| preflate_rs::recreate_whole_deflate_stream(plain, corrections))
-                .map_err(|e| RecipeError::Damaged(format!("preflate cannot recreate a deflate stream: {e}")))
-        }
+        Deflate::Preflate { corrections } => preflate_process::recreate(plain, corrections)
+            .map_err(|e| RecipeError::Damaged(format!("preflate cannot recreate a deflate stream: {e}"))),
         Deflate::Recorded { record } => deflate_tokens::rebuild(plain, record),
         encoder => Ok(encode(plain, encoder, None)?.expect("an unchecked encoding completes")),
     }

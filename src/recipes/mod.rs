@@ -22,6 +22,7 @@ pub(crate) mod gzip;
 mod huffman;
 pub(crate) mod lzip;
 pub(crate) mod lzw;
+pub mod preflate_process;
 pub(crate) mod runs;
 pub mod store;
 pub(crate) mod tar;

@@ -2,6 +2,7 @@
 //! the reference tools (`nix-store`, `nix-hash`, `nix`, `git`, `swh identify`), run here on trees
 //! the tests generate; `scripts/test.sh` installs those tools.
 
+mod adversarial;
 mod agreement;
 mod archive_client;
 mod archive_end_to_end;

@@ -1,0 +1,114 @@
+//! Issue 18's adversarial cases, each at small scale: what a hostile recipe, cache file,
+//! server, archive or input can make a command do, and that the outcome is bounded (an error
+//! within a stated time and memory, nothing written, a server still answering).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use swh_bridge::hashing::tree::memory::Node;
+use swh_bridge::recipes::Recipe;
+
+use crate::local_archive::local_archive;
+use crate::reference_tools::bridge;
+use crate::serve::Served;
+use crate::trees::{temp_dir, write_file};
+
+/// The recipe bodies the fuzzer found preflate-rs 0.7.1 looping on (growing its memory) for
+/// the fuzz target's tree.
+const HANGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/hangs/recipe_body");
+
+/// The fuzz target's tree (`fuzz/fuzz_targets/recipe_body.rs`), in memory and on disk under
+/// `root`.
+fn fuzz_tree(root: &Path) -> Node {
+    fs::create_dir_all(root.join("pkg/b")).unwrap();
+    write_file(&root.join("pkg/a"), b"a", 0o644);
+    write_file(&root.join("pkg/b/c"), &[b'c'; 3000], 0o755);
+    let mut tree = Node::empty_directory();
+    tree.insert(b"pkg/a", Node::File { executable: false, contents: b"a".to_vec() }).unwrap();
+    tree.insert(b"pkg/b/c", Node::File { executable: true, contents: vec![b'c'; 3000] }).unwrap();
+    tree
+}
+
+/// Each hang input as a recipe file for `tree`, in `dir`; returns the paths and the hashes the
+/// recipes claim.
+fn hostile_recipes(tree: &Node, dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut made = Vec::new();
+    let mut names: Vec<_> = fs::read_dir(HANGS).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for body in names {
+        let mut framed = liblzma::write::XzEncoder::new(b"swh-bridge recipe\n\x01".to_vec(), 0);
+        framed.write_all(&fs::read(&body).unwrap()).unwrap();
+        let mut recipe = Recipe::decode(&framed.finish().unwrap()).unwrap();
+        recipe.tree = tree.swhid();
+        let path = dir.join(body.file_name().unwrap());
+        fs::write(&path, recipe.encode()).unwrap();
+        made.push((path, recipe.expected_hash().unwrap().to_hex()));
+    }
+    made
+}
+
+/// The largest resident set of any child this process has waited for, or of their descendants
+/// (tests run side by side, so this bounds the case from above).
+fn peak_rss_of_children() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) }, 0);
+    // SAFETY: initialised by the successful call.
+    unsafe { usage.assume_init() }.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn a_hostile_recipe_stops_at_its_bounds_and_serve_answers_on() {
+    let tmp = temp_dir();
+    let root = tmp.path().join("tree");
+    let tree = fuzz_tree(&root);
+    fs::create_dir(tmp.path().join("recipes")).unwrap();
+    let recipes = hostile_recipes(&tree, &tmp.path().join("recipes"));
+    assert!(recipes.len() >= 9);
+    for (recipe, _) in &recipes {
+        let out = tmp.path().join("rebuilt");
+        let started = Instant::now();
+        let applied = bridge()
+            .args(["recipe", "apply"])
+            .arg(recipe)
+            .arg("--tree")
+            .arg(&root)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&applied.stderr);
+        assert!(!applied.status.success(), "{}: {stderr}", recipe.display());
+        // Each recipe's preflate call gets 5 s of CPU time and 1 GiB of address space.
+        assert!(took < Duration::from_secs(30), "{}: {took:?}", recipe.display());
+        assert!(stderr.contains("preflate"), "{}: {stderr}", recipe.display());
+        assert!(!out.exists());
+    }
+    // Every child this test process has waited for (and theirs) stayed under the address
+    // space bound: 1 GiB for inputs this small.
+    assert!(peak_rss_of_children() < 1536 << 20, "{} bytes", peak_rss_of_children());
+    // serve, asked for the file the first recipe claims to rebuild, takes the tree from the
+    // archive and runs the recipe: it answers that it failed, and goes on answering.
+    let tarball = tmp.path().join("pkg.tar");
+    crate::reference_tools::output(
+        crate::reference_tools::tool("tar").arg("-cf").arg(&tarball).arg("-C").arg(&root).arg("pkg"),
+    );
+    let bytes = fs::read(&tarball).unwrap();
+    local_archive().load("directory", "adversarial-pkg.tar", &bytes, &[], None);
+    let store = tmp.path().join("store");
+    let (_, hex) = &recipes[0];
+    fs::create_dir_all(store.join("sha256")).unwrap();
+    fs::copy(&recipes[0].0, store.join("sha256").join(hex)).unwrap();
+    let served = Served::start(&local_archive().api, &tmp.path().join("data"), &["--recipes", store.to_str().unwrap()]);
+    let started = Instant::now();
+    let (status, body) = served.get(&format!("sha256/{hex}"));
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("preflate went past its bound"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let (status, _) = served.get("metrics");
+    assert_eq!(status, 200, "serve stopped answering");
+}
