@@ -59,6 +59,7 @@ fn main() -> ExitCode {
     }
     match run(command) {
         Ok(code) => code,
+        Err(err) if cli::stdout_closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -99,7 +99,7 @@ pub async fn run(args: FetchArgs) -> Result<ExitCode> {
     if args.json {
         let report = json!({"hash": request.hash.to_sri(), "output": output, "origin": report.origin,
                             "way": report.way, "archive_requests": report.archive_requests, "notes": report.notes});
-        println!("{report}");
+        outln!("{report}");
     }
     eprintln!(
         "fetched {} from {} to {} ({} archive requests)",

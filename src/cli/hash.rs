@@ -147,6 +147,9 @@ fn each<T>(inputs: &[T], mut job: impl FnMut(&T, &mut dyn Write) -> Result<()>) 
     let mut failed = 0;
     for input in inputs {
         if let Err(err) = job(input, &mut out) {
+            if super::stdout_closed(&err) {
+                return Err(err);
+            }
             eprintln!("error: {err:#}");
             failed += 1;
         }

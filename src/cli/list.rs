@@ -115,14 +115,14 @@ pub fn run(args: ListArgs) -> Result<ExitCode> {
         }
     };
     write_output(&args.output, |out| swh_bridge::sources::write(&listing.file, out).map_err(std::io::Error::other))?;
-    report(&args, &listing, narinfos.as_ref());
+    report(&args, &listing, narinfos.as_ref())?;
     // The process ends here: freeing a listing's millions of small allocations one by one took a
     // fifth of `list --from-raw`'s time, for memory the exit returns anyway.
     std::mem::forget(listing);
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(args: &ListArgs, listing: &Listing, narinfos: Option<&NarinfoSummary>) {
+fn report(args: &ListArgs, listing: &Listing, narinfos: Option<&NarinfoSummary>) -> Result<()> {
     let counts = swh_bridge::sources::stats::kinds_of(&listing.file.sources);
     let failure = |f: &nixpkgs::FailedAttribute| {
         let system = f.system.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
@@ -139,7 +139,7 @@ fn report(args: &ListArgs, listing: &Listing, narinfos: Option<&NarinfoSummary>)
             json!({"asked": n.asked, "found": n.found, "url_less_listed": n.url_less_listed,
                    "failures": n.failures, "errors": n.errors, "given_up": n.given_up})
         });
-        println!(
+        outln!(
             "{}",
             json!({
                 "sources": listing.file.sources.len(),
@@ -155,7 +155,7 @@ fn report(args: &ListArgs, listing: &Listing, narinfos: Option<&NarinfoSummary>)
                 "narinfo": narinfos,
             })
         );
-        return;
+        return Ok(());
     }
     for warning in &listing.warnings {
         eprintln!("warning: {warning}");
@@ -211,4 +211,5 @@ fn report(args: &ListArgs, listing: &Listing, narinfos: Option<&NarinfoSummary>)
             eprintln!("    {url}");
         }
     }
+    Ok(())
 }

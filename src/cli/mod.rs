@@ -1,6 +1,15 @@
 //! The commands, one module each: its clap arguments, what it asks of the library, and what it
 //! prints. Nothing here decides anything the library could: a command parses, calls, prints.
 
+/// `println!` that hands a failed write to the caller (`?`) instead of panicking: a closed
+/// stdout (`| head`) must end the program quietly (see [`stdout_closed`]), not with a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 pub mod audit;
 pub mod fetch;
 pub mod hash;
@@ -21,6 +30,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use swh_bridge::atomic::{self, Existing};
 use swh_bridge::workspace::{Settings, Workspace};
+
+/// Whether `err` comes from writing to a stdout whose reader went away (`| head`): not a
+/// failure but a reason to stop, quietly, as `cat` and `rg` do. Both must hold: a broken pipe
+/// in the error (another pipe, to a child process, may break too) and stdout's own pipe
+/// reporting an error.
+pub fn stdout_closed(err: &anyhow::Error) -> bool {
+    let broken_pipe = err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    let mut stdout = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one pollfd, not kept past the call; a timeout of 0 does not block.
+    let polled = unsafe { libc::poll(&mut stdout, 1, 0) };
+    broken_pipe && polled == 1 && stdout.revents & libc::POLLERR != 0
+}
 
 /// Where sources come from and where their copies are kept: the settings every command that
 /// reaches the archive shares.
@@ -109,6 +132,26 @@ pub fn read_sources(path: &Path) -> Result<swh_bridge::sources::ReadSources> {
 }
 
 /// Writes a report or an output file whole, replacing what was there.
+/// Writes a file the user names as a command's result (a fetched or rebuilt file, a recipe),
+/// atomically, refusing to replace one that exists, as `fetch` and `nar restore` do.
+pub fn write_new_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    match atomic::write_with(path, Existing::Refuse, write) {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::bail!("refusing to replace {}, which exists", path.display())
+        }
+        written => written.with_context(|| format!("failed to write {}", path.display())),
+    }
+}
+
+/// Fails early, before the work, if `path` exists: [`write_new_output`] would refuse it.
+pub fn refuse_existing(path: &Path) -> Result<()> {
+    if path.symlink_metadata().is_ok() {
+        anyhow::bail!("refusing to replace {}, which exists", path.display());
+    }
+    Ok(())
+}
+
+/// Writes a report or listing (`list -o`, `audit -o`), atomically, replacing the previous one.
 pub fn write_output(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     atomic::write_with(path, Existing::Replace, write).with_context(|| format!("failed to write {}", path.display()))
 }

@@ -46,7 +46,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
     };
     let report = publish(&publication)?;
     if args.json {
-        println!("{}", serde_json::to_string(&report.stats)?);
+        outln!("{}", serde_json::to_string(&report.stats)?);
     } else {
         eprintln!(
             "published {} recipes to {}: {} files written, {} unchanged",

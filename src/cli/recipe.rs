@@ -12,7 +12,7 @@ use swh_bridge::recipes::Recipe;
 use swh_bridge::recipes::bridge::{BridgeEntry, BridgeKey};
 use swh_bridge::recipes::store::RecipeStore;
 
-use super::write_output;
+use super::{refuse_existing, write_new_output};
 
 #[derive(Subcommand)]
 pub enum RecipeCommand {
@@ -65,6 +65,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
     match command {
         RecipeCommand::Create { file, expect, output, store } => {
+            if let Some(output) = &output {
+                refuse_existing(output)?;
+            }
             let bytes = read(&file)?;
             if let Some(expect) = expect {
                 let expected = Hash::parse(&expect, None)?;
@@ -80,7 +83,7 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
             let encoded = recipe.encode();
             let mut written = Vec::new();
             if let Some(output) = output {
-                write_output(&output, |out| out.write_all(&encoded))?;
+                write_new_output(&output, |out| out.write_all(&encoded))?;
                 written.push(output);
             }
             if let Some(store) = store {
@@ -97,6 +100,7 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
             );
         }
         RecipeCommand::Apply { recipe, tree, output } => {
+            refuse_existing(&output)?;
             let recipe =
                 Recipe::decode(&read(&recipe)?).with_context(|| format!("failed to read {}", recipe.display()))?;
             let mut builder = NodeBuilder::new();
@@ -104,7 +108,7 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
                 .with_context(|| format!("failed to read {}", tree.display()))?;
             let node = builder.finish().with_context(|| format!("{} is not a tree", tree.display()))?;
             let file = recipe.apply(&node).with_context(|| format!("failed to rebuild from {}", tree.display()))?;
-            write_output(&output, |out| out.write_all(&file))?;
+            write_new_output(&output, |out| out.write_all(&file))?;
             eprintln!("rebuilt {} ({} bytes, {})", output.display(), file.len(), recipe.expected_hash()?);
         }
         RecipeCommand::Lookup { key, nar, recipes } => {
@@ -123,7 +127,7 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
                 }
             };
             match RecipeStore::new(&recipes).bridge(&key).await? {
-                Some(entry) => println!("{}", serde_json::to_string_pretty(&entry)?),
+                Some(entry) => outln!("{}", serde_json::to_string_pretty(&entry)?),
                 None => bail!("{recipes} has no bridge index entry {key}"),
             }
         }
@@ -132,10 +136,10 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
             let recipe = Recipe::decode(&bytes).with_context(|| format!("failed to read {}", path.display()))?;
             let summary = serde_json::to_value(recipe.summary(bytes.len())?)?;
             if json {
-                println!("{summary}");
+                outln!("{summary}");
             } else {
                 for (key, value) in summary.as_object().expect("a summary is an object") {
-                    println!("{key:>20}: {}", value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+                    outln!("{key:>20}: {}", value.as_str().map_or_else(|| value.to_string(), str::to_owned));
                 }
             }
         }

@@ -38,15 +38,14 @@ pub fn run(command: SourcesCommand) -> Result<ExitCode> {
     match command {
         SourcesCommand::Validate { file, json } => {
             let bytes = std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
-            let document: serde_json::Value = serde_json::from_slice(&bytes)
+            let report = validate::validate_bytes(&bytes)
                 .with_context(|| format!("failed to parse {} as JSON", file.display()))?;
-            let report = validate::validate(&document);
             if json {
                 let problems: Vec<_> = report.problems.iter().map(|p| p.to_string()).collect();
-                println!("{}", json!({ "entries": report.entries, "problems": problems }));
+                outln!("{}", json!({ "entries": report.entries, "problems": problems }));
             } else {
                 for problem in &report.problems {
-                    println!("{}: {problem}", file.display());
+                    outln!("{}: {problem}", file.display());
                 }
                 eprintln!("{} entries, {} problems", report.entries, report.problems.len());
             }
@@ -82,17 +81,17 @@ pub fn run(command: SourcesCommand) -> Result<ExitCode> {
             let read = read_sources(&file)?;
             let counts = stats::stats(&read);
             if json {
-                println!("{}", serde_json::to_string(&counts)?);
+                outln!("{}", serde_json::to_string(&counts)?);
             } else {
-                println!("sources: {} (and {} without an origin)", counts.sources, counts.without_origin);
-                println!("by type: {}", show_counts(&counts.by_type));
-                println!("by hash mode: {}", show_counts(&counts.by_hash_mode));
-                println!("by hash algorithm: {}", show_counts(&counts.by_hash_algo));
-                println!("url sources by scheme: {}", show_counts(&counts.by_scheme));
-                println!("url sources by file type: {}", show_counts(&counts.by_file_type));
-                println!("hosts: {}", counts.hosts);
+                outln!("sources: {} (and {} without an origin)", counts.sources, counts.without_origin);
+                outln!("by type: {}", show_counts(&counts.by_type));
+                outln!("by hash mode: {}", show_counts(&counts.by_hash_mode));
+                outln!("by hash algorithm: {}", show_counts(&counts.by_hash_algo));
+                outln!("url sources by scheme: {}", show_counts(&counts.by_scheme));
+                outln!("url sources by file type: {}", show_counts(&counts.by_file_type));
+                outln!("hosts: {}", counts.hosts);
                 for (host, n) in &counts.top_hosts {
-                    println!("  {n:>8}  {host}");
+                    outln!("  {n:>8}  {host}");
                 }
             }
             Ok(ExitCode::SUCCESS)

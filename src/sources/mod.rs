@@ -266,14 +266,37 @@ pub fn read_file(path: &Path) -> Result<ReadSources, SourcesError> {
 }
 
 /// Reads a sources.json document already in memory (downloaded, say); `path` names it in errors.
+/// Bytes that are not UTF-8 cost only the entries that hold them: each is reported and skipped.
 pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<ReadSources, SourcesError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|source| SourcesError::Json { path: path.to_owned(), source })?;
-    from_value(value).map_err(|source| SourcesError::Shape { path: path.to_owned(), source })
+    let (value, not_utf8) = parse(bytes).map_err(|source| SourcesError::Json { path: path.to_owned(), source })?;
+    entries_of(value, not_utf8).map_err(|source| SourcesError::Shape { path: path.to_owned(), source })
 }
 
-/// [`read_file`] on JSON already parsed; fails only if the top level is not a sources file.
-pub(crate) fn from_value(value: Value) -> Result<ReadSources, ShapeError> {
+/// Parses a JSON document; `true` if it was not all UTF-8 and was read lossily, each bad
+/// sequence as U+FFFD, so that [`holds_replacement`] tells the parts that held one.
+pub(crate) fn parse(bytes: &[u8]) -> Result<(Value, bool), serde_json::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok((serde_json::from_str(text)?, false)),
+        Err(_) => Ok((serde_json::from_str(&String::from_utf8_lossy(bytes))?, true)),
+    }
+}
+
+/// What an entry that held bytes that are not UTF-8 is reported as.
+pub(crate) const NOT_UTF8: &str = "it holds bytes that are not UTF-8";
+
+/// Whether a JSON value holds U+FFFD in a string or a key.
+pub(crate) fn holds_replacement(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\u{fffd}'),
+        Value::Array(items) => items.iter().any(holds_replacement),
+        Value::Object(map) => map.iter().any(|(key, item)| key.contains('\u{fffd}') || holds_replacement(item)),
+        _ => false,
+    }
+}
+
+/// The entries of a sources document; with `not_utf8`, the document was read lossily, and
+/// entries that hold a replacement character are reported instead of read.
+fn entries_of(value: Value, not_utf8: bool) -> Result<ReadSources, ShapeError> {
     let Value::Object(mut top) = value else { return Err(ShapeError::NotAnObject) };
     let Some(Value::Array(entries)) = top.remove("sources") else {
         return Err(ShapeError::NoSources);
@@ -294,6 +317,10 @@ pub(crate) fn from_value(value: Value) -> Result<ReadSources, ShapeError> {
     let mut without_origin = Vec::new();
     let mut problems = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
+        if not_utf8 && holds_replacement(&entry) {
+            problems.push(EntryProblem { index, field: None, message: NOT_UTF8.to_owned() });
+            continue;
+        }
         match entry.get("type") {
             Some(Value::Bool(false)) => {
                 without_origin.push(index);

@@ -54,8 +54,15 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Checks a whole document.
-pub fn validate(document: &Value) -> Report {
+/// Parses and checks a whole document; fails only if it is not JSON. Bytes that are not UTF-8
+/// are a problem of the entries that hold them.
+pub fn validate_bytes(bytes: &[u8]) -> Result<Report, serde_json::Error> {
+    let (document, not_utf8) = super::parse(bytes)?;
+    Ok(validate(&document, not_utf8))
+}
+
+/// Checks a whole document (read lossily if `not_utf8`).
+fn validate(document: &Value, not_utf8: bool) -> Report {
     let mut report = Report::default();
     let Some(top) = document.as_object() else {
         report.problems.push(Problem::File("the top level is not a JSON object".into()));
@@ -77,6 +84,11 @@ pub fn validate(document: &Value) -> Report {
     };
     report.entries = entries.len();
     for (index, entry) in entries.iter().enumerate() {
+        if not_utf8 && super::holds_replacement(entry) {
+            let message = super::NOT_UTF8.to_owned();
+            report.problems.push(Problem::Entry(EntryProblem { index, field: None, message }));
+            continue;
+        }
         check_entry(entry, &mut |field: Option<&str>, message: String| {
             report.problems.push(Problem::Entry(EntryProblem { index, field: field.map(str::to_owned), message }))
         });

@@ -112,3 +112,84 @@ fn a_hostile_recipe_stops_at_its_bounds_and_serve_answers_on() {
     let (status, _) = served.get("metrics");
     assert_eq!(status, 200, "serve stopped answering");
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let tmp = temp_dir();
+    let file = tmp.path().join("f");
+    fs::write(&file, b"hashed many times").unwrap();
+    // 20,000 lines of output: far more than a pipe holds, so writes go on after the reader left.
+    let mut child = bridge()
+        .args(["hash", "file"])
+        .args(std::iter::repeat_n(&file, 20_000))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let finished = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(finished.status.success(), "{:?}: {stderr}", finished.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn an_entry_that_is_not_utf8_is_reported_and_skipped() {
+    let tmp = temp_dir();
+    let good = fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lister/expected-sources.json")).unwrap();
+    // One byte that is not UTF-8 in the first entry's URL.
+    let at = good.windows(8).position(|w| w == b"https://").unwrap() + 8;
+    let bad = [&good[..at], b"\xff", &good[at..]].concat();
+    let path = tmp.path().join("sources.json");
+    fs::write(&path, &bad).unwrap();
+    let validated = bridge().args(["sources", "validate"]).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&validated.stdout);
+    assert!(!validated.status.success());
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [format!("{}: sources[0]: it holds bytes that are not UTF-8", path.display())]
+    );
+    let count = |file: &Path| -> u64 {
+        let stats = crate::reference_tools::output(bridge().args(["sources", "stats", "--json"]).arg(file));
+        serde_json::from_slice::<serde_json::Value>(&stats).unwrap()["sources"].as_u64().unwrap()
+    };
+    let whole = tmp.path().join("good.json");
+    fs::write(&whole, &good).unwrap();
+    assert_eq!(count(&path), count(&whole) - 1);
+}
+
+#[test]
+fn recipe_outputs_that_exist_are_refused() {
+    let tmp = temp_dir();
+    fs::create_dir_all(tmp.path().join("pkg")).unwrap();
+    write_file(&tmp.path().join("pkg/a"), b"a\n", 0o644);
+    let tarball = tmp.path().join("pkg.tar");
+    crate::reference_tools::output(
+        crate::reference_tools::tool("tar").arg("-cf").arg(&tarball).arg("-C").arg(tmp.path()).arg("pkg"),
+    );
+    let taken = tmp.path().join("taken");
+    fs::write(&taken, b"someone's file").unwrap();
+    let created = bridge().args(["recipe", "create"]).arg(&tarball).arg("-o").arg(&taken).output().unwrap();
+    assert!(!created.status.success());
+    assert!(String::from_utf8_lossy(&created.stderr).contains("refusing to replace"));
+    let recipe = tmp.path().join("pkg.recipe");
+    crate::reference_tools::output(bridge().args(["recipe", "create"]).arg(&tarball).arg("-o").arg(&recipe));
+    fs::create_dir(tmp.path().join("x")).unwrap();
+    crate::reference_tools::output(
+        crate::reference_tools::tool("tar").arg("-xf").arg(&tarball).arg("-C").arg(tmp.path().join("x")),
+    );
+    let applied = bridge()
+        .args(["recipe", "apply"])
+        .arg(&recipe)
+        .arg("--tree")
+        .arg(tmp.path().join("x"))
+        .arg("-o")
+        .arg(&taken)
+        .output()
+        .unwrap();
+    assert!(!applied.status.success());
+    assert!(String::from_utf8_lossy(&applied.stderr).contains("refusing to replace"));
+    assert_eq!(fs::read(&taken).unwrap(), b"someone's file");
+}
