@@ -33,20 +33,46 @@ impl Cache {
         self.root.join(kind).join(hash.to_hex())
     }
 
-    /// The stored bytes (a file, or a NAR), if present and intact.
+    /// The stored bytes (a file, or a NAR), if present and intact; a damaged entry is removed.
     pub(crate) fn get(&self, hash: &Hash, mode: HashMode) -> Option<Vec<u8>> {
         let path = self.path(hash, mode);
         let bytes = fs::read(&path).ok()?;
         let recorded = fs::read_to_string(blake3_path(&path)).ok()?;
-        (blake3::hash(&bytes).to_hex().as_str() == recorded.trim()).then_some(bytes)
+        if blake3::hash(&bytes).to_hex().as_str() != recorded.trim() {
+            self.discard(&path);
+            return None;
+        }
+        Some(bytes)
     }
 
-    /// Whether `file`, opened from the entry for `hash`, is intact, read in pieces (for callers
-    /// that then stream it rather than hold it whole).
-    pub(crate) fn is_intact_file(&self, hash: &Hash, mode: HashMode, file: &mut fs::File) -> bool {
-        let Ok(recorded) = fs::read_to_string(blake3_path(&self.path(hash, mode))) else { return false };
+    /// The BLAKE3 of `file`, opened from the entry for `hash`, if it is the one recorded for
+    /// it, read in pieces (for callers that then stream it rather than hold it whole); a
+    /// damaged entry is removed.
+    pub(crate) fn intact_digest(&self, hash: &Hash, mode: HashMode, file: &mut fs::File) -> Option<blake3::Hash> {
+        let path = self.path(hash, mode);
+        let recorded = fs::read_to_string(blake3_path(&path)).ok()?;
         let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(file).is_ok() && hasher.finalize().to_hex().as_str() == recorded.trim()
+        if hasher.update_reader(file).is_ok() {
+            let digest = hasher.finalize();
+            if digest.to_hex().as_str() == recorded.trim() {
+                return Some(digest);
+            }
+        }
+        self.discard(&path);
+        None
+    }
+
+    /// Removes the entry for `hash`, found damaged by a caller that read it.
+    pub(crate) fn discard_entry(&self, hash: &Hash, mode: HashMode) {
+        self.discard(&self.path(hash, mode));
+    }
+
+    /// Removes a damaged entry (bit rot, a file changed in place), so that the next store of
+    /// the same hash replaces it instead of keeping it: stores keep what is there, since a
+    /// content-addressed entry is the same bytes, which a damaged one is not.
+    fn discard(&self, entry: &Path) {
+        let _ = fs::remove_file(entry);
+        let _ = fs::remove_file(blake3_path(entry));
     }
 
     /// Stores verified bytes (the file itself, or a tree's NAR) from `reader`.

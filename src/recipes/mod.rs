@@ -79,7 +79,7 @@ pub enum RecipeError {
     WrongTree { expected: Swhid, actual: Swhid },
     #[error("the rebuilt file hashes to {actual}, not {expected}")]
     Mismatch { expected: Hash, actual: Hash },
-    #[error("failed to unpack the tarball")]
+    #[error("failed to unpack the archive (tar or zip)")]
     Unpack(#[source] crate::hashing::tree::TreeError),
 }
 

@@ -7,7 +7,8 @@
 //! - Nix asks every mirror before the main URL and takes a 404 as "try the next one"; a 200 with
 //!   wrong bytes fails the build without falling back. So a 200 goes out only with bytes that
 //!   were verified against the requested hash: by the fetcher on their way in, and, for cache
-//!   hits, by the cache's BLAKE3 of them, checked once per file and process;
+//!   hits, by the cache's BLAKE3 of them, checked on every hit (a damaged entry is removed and
+//!   the request resolved as a miss, which stores the file again);
 //! - nixpkgs' builder sends a `HEAD` first: it resolves as a `GET` would, so the `GET` that
 //!   follows is a hit;
 //! - a build must not hang on a slow archive: past `resolve_timeout` the answer is a 404 (the
@@ -22,7 +23,7 @@ pub(crate) mod metrics;
 pub(crate) mod path;
 pub(crate) mod substituter;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -124,10 +125,11 @@ pub struct Server {
     /// Misses answered from memory: not found for `negative_ttl`, failures for a minute (Nix
     /// retries a 5xx, and each retry must not become a new search).
     remembered: Mutex<HashMap<String, (Instant, Miss)>>,
-    /// Cache files whose BLAKE3 was checked, by (device, inode, length, mtime).
-    verified: Mutex<HashSet<(u64, u64, u64, i64)>>,
     /// The store paths the substituter answers for.
     index: Arc<SourceIndex>,
+    /// The BLAKE3 of cache files checked whole once, by (device, inode, length, mtime and
+    /// ctime in nanoseconds): later hits are checked while they stream (see [`Checked`]).
+    verified: Mutex<HashMap<FileIdentity, blake3::Hash>>,
     /// The NAR hash and size of cached sources, by resolution key, once computed.
     nar_facts: Mutex<HashMap<String, NarFacts>>,
     log: AccessLog,
@@ -191,8 +193,8 @@ impl Server {
             options,
             inflight: Mutex::new(HashMap::new()),
             remembered: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashSet::new()),
             index,
+            verified: Mutex::new(HashMap::new()),
             nar_facts: Mutex::new(HashMap::new()),
             log: AccessLog::new(),
             metrics: Metrics::default(),
@@ -209,26 +211,39 @@ impl Server {
             .with_state(self)
     }
 
-    /// The cached copy (a file, or a tree's NAR), opened, with its length, if there is one and
-    /// it is intact.
-    async fn cached(self: &Arc<Server>, hash: &Hash, mode: HashMode) -> Option<(std::fs::File, u64)> {
+    /// The cached copy (a file, or a tree's NAR), opened, if there is one and it is intact.
+    async fn cached(self: &Arc<Server>, hash: &Hash, mode: HashMode) -> Option<CachedFile> {
         let cache = self.cache.clone()?;
         let (server, hash) = (self.clone(), hash.clone());
         // One trip to the blocking pool for the whole check: this is the path every hit takes.
         let opened = tokio::task::spawn_blocking(move || {
             let mut file = std::fs::File::open(cache.path(&hash, mode)).ok()?;
             let metadata = file.metadata().ok()?;
-            let key = (metadata.dev(), metadata.ino(), metadata.len(), metadata.mtime());
-            let known = server.verified.lock().expect("no thread panics holding it").contains(&key);
-            if !known {
-                // The very file that will be sent is the one checked.
-                if !cache.is_intact_file(&hash, mode, &mut file) {
-                    return None;
+            let key: FileIdentity = (
+                metadata.dev(),
+                metadata.ino(),
+                metadata.len(),
+                metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+                metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            );
+            let known = server.verified.lock().expect("no thread panics holding it").get(&key).copied();
+            let expected = match known {
+                Some(digest) => digest,
+                None => {
+                    // Checked whole before the first answer, so that a damaged entry is
+                    // resolved again (a miss) rather than cut off mid-answer.
+                    let digest = cache.intact_digest(&hash, mode, &mut file)?;
+                    std::io::Seek::rewind(&mut file).ok()?;
+                    server.verified.lock().expect("no thread panics holding it").insert(key, digest);
+                    digest
                 }
-                std::io::Seek::rewind(&mut file).ok()?;
-                server.verified.lock().expect("no thread panics holding it").insert(key);
-            }
-            Some((file, metadata.len()))
+            };
+            let what = hash.to_string();
+            let on_mismatch = Box::new(move || {
+                server.verified.lock().expect("no thread panics holding it").remove(&key);
+                cache.discard_entry(&hash, mode);
+            });
+            Some(CachedFile { file, length: metadata.len(), check: Checked { expected, what, on_mismatch } })
         });
         opened.await.ok().flatten()
     }
@@ -378,9 +393,9 @@ async fn answer(server: &Arc<Server>, method: &Method, path: &str) -> (Response,
     };
     let hash = &requested.hash;
     Metrics::add(&server.metrics.requests, 1);
-    if let Some((file, length)) = server.cached(hash, HashMode::Flat).await {
+    if let Some(cached) = server.cached(hash, HashMode::Flat).await {
         Metrics::add(&server.metrics.hits, 1);
-        return (send(server, method, tokio::fs::File::from_std(file), length), "hit".into());
+        return (send_cached(server, method, cached), "hit".into());
     }
     Metrics::add(&server.metrics.misses, 1);
     let resolution = match server.remembered_miss(&Server::resolution_key(hash, HashMode::Flat)) {
@@ -428,6 +443,90 @@ fn error_response(status: StatusCode, why: &str) -> Response {
 
 fn not_found(why: String) -> Response {
     error_response(StatusCode::NOT_FOUND, &why)
+}
+
+/// A file as the file system tells it apart: device, inode, length, mtime and ctime in
+/// nanoseconds (a write, or `touch -r`, changes the ctime).
+type FileIdentity = (u64, u64, u64, i64, i64);
+
+/// A cache file opened for a hit, with what its bytes must hash to.
+pub(crate) struct CachedFile {
+    file: std::fs::File,
+    length: u64,
+    check: Checked,
+}
+
+/// What a cache file streamed to a client must hash to: a file can change after it was checked
+/// (bit rot keeps its size, inode and times). Every chunk is hashed on its way out and the
+/// last one is held back until the whole matches; on a mismatch the body fails, so the client
+/// gets a cut-off answer (which Nix takes as a failed mirror) and never the whole of a wrong
+/// file, and the entry is removed for the next request to store again.
+pub(crate) struct Checked {
+    expected: blake3::Hash,
+    /// What the bytes are, in the error.
+    what: String,
+    /// Called on a mismatch: forgets the file and removes the entry.
+    on_mismatch: Box<dyn FnOnce() + Send + Sync>,
+}
+
+impl Checked {
+    fn failed(self) -> std::io::Error {
+        (self.on_mismatch)();
+        std::io::Error::other(format!("the cached copy of {} changed after it was checked", self.what))
+    }
+}
+
+/// The bytes of `file`, with `check` held to (see [`Checked`]).
+fn checked_stream(
+    file: tokio::fs::File,
+    check: Checked,
+) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> + Send {
+    use futures_util::StreamExt;
+    struct State {
+        chunks: tokio_util::io::ReaderStream<tokio::fs::File>,
+        hasher: blake3::Hasher,
+        held: Option<axum::body::Bytes>,
+        check: Option<Checked>,
+    }
+    let state = State {
+        chunks: tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+        hasher: blake3::Hasher::new(),
+        held: None,
+        check: Some(check),
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            let check = state.check.as_ref()?;
+            match state.chunks.next().await {
+                Some(Ok(chunk)) => {
+                    state.hasher.update(&chunk);
+                    if let Some(previous) = state.held.replace(chunk) {
+                        return Some((Ok(previous), state));
+                    }
+                }
+                Some(Err(err)) => {
+                    state.check = None;
+                    return Some((Err(err), state));
+                }
+                None if state.hasher.finalize() == check.expected => {
+                    state.check = None;
+                    return state.held.take().map(|last| (Ok(last), state));
+                }
+                None => {
+                    let failed = state.check.take().expect("checked above").failed();
+                    return Some((Err(failed), state));
+                }
+            }
+        }
+    })
+}
+
+/// Streams a cache hit (or only its headers, for `HEAD`), checked as it goes.
+fn send_cached(server: &Server, method: &Method, cached: CachedFile) -> Response {
+    let CachedFile { file, length, check } = cached;
+    respond(server, method, "application/octet-stream", length, || {
+        Body::from_stream(checked_stream(tokio::fs::File::from_std(file), check))
+    })
 }
 
 /// Streams a verified file from its path (or only its headers, for `HEAD`).
@@ -500,5 +599,44 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod checked_tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// Streams `contents` from a file, checked against `expected`; returns the bytes that went
+    /// out, whether the stream ended in an error, and whether the mismatch hook ran.
+    async fn stream(contents: &[u8], expected: blake3::Hash) -> (Vec<u8>, bool, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, contents).unwrap();
+        let hooked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = hooked.clone();
+        let on_mismatch = Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        let check = Checked { expected, what: "f".into(), on_mismatch };
+        let mut chunks = Box::pin(checked_stream(tokio::fs::File::open(&path).await.unwrap(), check));
+        let (mut sent, mut failed) = (Vec::new(), false);
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(bytes) => sent.extend_from_slice(&bytes),
+                Err(_) => failed = true,
+            }
+        }
+        (sent, failed, hooked.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_cut_short_and_reported() {
+        let contents: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(stream(&contents, blake3::hash(&contents)).await, (contents.clone(), false, false));
+        let (sent, failed, hooked) = stream(&contents, blake3::hash(b"other bytes")).await;
+        // Chunks of 256 KiB: the last (here 175,712 bytes) is held back and never sent.
+        assert!(failed && hooked);
+        assert_eq!(sent, contents[..2 * 256 * 1024]);
+        assert_eq!(stream(b"", blake3::hash(b"")).await, (Vec::new(), false, false));
+        assert_eq!(stream(b"", blake3::hash(b"x")).await, (Vec::new(), true, true));
     }
 }

@@ -165,13 +165,12 @@ impl Server {
             return (not_found(format!("{hash_part} is not in the index")), "not indexed".into());
         };
         let (hash, mode) = (&source.request.hash, source.request.mode);
-        let Some((file, length)) = self.cached(hash, mode).await else {
+        let Some(cached) = self.cached(hash, mode).await else {
             return (not_found(format!("the NAR of {} is not cached", source.store_path)), "not cached".into());
         };
-        let file = tokio::fs::File::from_std(file);
         let response = match mode {
-            HashMode::Recursive => super::send(self, method, file, length),
-            HashMode::Flat => send_lone_file(self, method, file, length),
+            HashMode::Recursive => super::send_cached(self, method, cached),
+            HashMode::Flat => send_lone_file(self, method, cached),
         };
         (response, "nar".into())
     }
@@ -179,7 +178,7 @@ impl Server {
     /// The NAR facts of the cached copy of a source, if intact: computed once per file and
     /// process (a flat file's NAR hash means reading it whole).
     async fn cached_nar_facts(self: &Arc<Server>, hash: &Hash, mode: HashMode) -> Option<NarFacts> {
-        let (file, length) = self.cached(hash, mode).await?;
+        let super::CachedFile { file, length, .. } = self.cached(hash, mode).await?;
         let key = Server::resolution_key(hash, mode);
         if let Some(facts) = self.nar_facts.lock().expect("no thread panics holding it").get(&key) {
             return Some(facts.clone());
@@ -207,12 +206,13 @@ fn text(method: &Method, content_type: &'static str, body: String) -> Response {
     response
 }
 
-/// Streams a verified flat file as its NAR: framing, the file, framing.
-fn send_lone_file(server: &Server, method: &Method, file: tokio::fs::File, length: u64) -> Response {
+/// Streams a cached flat file as its NAR: framing, the file (checked as it goes), framing.
+fn send_lone_file(server: &Server, method: &Method, cached: super::CachedFile) -> Response {
+    let super::CachedFile { file, length, check } = cached;
     let (header, trailer) = lone_file_framing(length);
     let nar_size = header.len() as u64 + length + trailer.len() as u64;
     super::respond(server, method, "application/x-nix-nar", nar_size, || {
-        let contents = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        let contents = super::checked_stream(tokio::fs::File::from_std(file), check);
         let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(header)) })
             .chain(contents)
             .chain(futures_util::stream::once(async move { Ok(Bytes::from(trailer)) }));

@@ -206,9 +206,27 @@ pub struct EntryProblem {
 
 impl std::fmt::Display for EntryProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = Clipped(&self.message);
         match &self.field {
-            Some(field) => write!(f, "sources[{}].{field}: {}", self.index, self.message),
-            None => write!(f, "sources[{}]: {}", self.index, self.message),
+            Some(field) => write!(f, "sources[{}].{}: {message}", self.index, Clipped(field)),
+            None => write!(f, "sources[{}]: {message}", self.index),
+        }
+    }
+}
+
+/// Text from the input as a message shows it: whole up to [`Clipped::KEEP`] characters, else
+/// cut, with its length; a hostile entry can hold megabytes in one string.
+pub(crate) struct Clipped<'a>(pub(crate) &'a str);
+
+impl Clipped<'_> {
+    const KEEP: usize = 200;
+}
+
+impl std::fmt::Display for Clipped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(Clipped::KEEP) {
+            None => f.write_str(self.0),
+            Some((cut, _)) => write!(f, "{}… ({} bytes in all)", &self.0[..cut], self.0.len()),
         }
     }
 }

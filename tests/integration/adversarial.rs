@@ -193,3 +193,56 @@ fn recipe_outputs_that_exist_are_refused() {
     assert!(String::from_utf8_lossy(&applied.stderr).contains("refusing to replace"));
     assert_eq!(fs::read(&taken).unwrap(), b"someone's file");
 }
+
+/// The files under `dir` named `name`, at any depth.
+fn find_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(find_named(&path, name));
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_cache_file_damaged_in_place_is_never_served_and_is_repaired() {
+    let tmp = temp_dir();
+    let file = b"served from a cache entry that will rot (adversarial)\n".to_vec();
+    let hex = crate::trees::sha256_hex(&file);
+    local_archive().load("content", "adversarial-rot.txt", &file, &[("sha256", &hex)], None);
+    let data = tmp.path().join("data");
+    let served = Served::start(&local_archive().api, &data, &[]);
+    assert_eq!(served.get(&format!("sha256/{hex}")), (200, file.clone()));
+    let cached = find_named(&data, &hex);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // Same length, same inode, same mtime: only the bytes differ.
+    let stamp = tmp.path().join("stamp");
+    crate::reference_tools::output(crate::reference_tools::tool("touch").arg("-r").arg(&cached[0]).arg(&stamp));
+    let mut rotten = file.clone();
+    rotten[0] ^= 0x20;
+    fs::OpenOptions::new().write(true).open(&cached[0]).unwrap().write_all(&rotten).unwrap();
+    crate::reference_tools::output(crate::reference_tools::tool("touch").arg("-r").arg(&stamp).arg(&cached[0]));
+    for _ in 0..2 {
+        assert_eq!(served.get(&format!("sha256/{hex}")), (200, file.clone()));
+    }
+    // The entry was stored again from the archive.
+    assert_eq!(fs::read(&cached[0]).unwrap(), file);
+}
+
+#[test]
+fn a_megabyte_of_input_is_cut_in_messages() {
+    let tmp = temp_dir();
+    let huge = "x".repeat(1 << 20);
+    let document = serde_json::json!({"version": 1, "sources": [{"type": huge, "urls": ["https://example.org/a"]}]});
+    let path = tmp.path().join("sources.json");
+    fs::write(&path, document.to_string()).unwrap();
+    let validated = bridge().args(["sources", "validate"]).arg(&path).output().unwrap();
+    assert!(!validated.status.success());
+    let stdout = String::from_utf8_lossy(&validated.stdout);
+    assert!(stdout.len() < 2000, "{} bytes of messages", stdout.len());
+    assert!(stdout.contains("bytes in all)"), "{stdout}");
+}
