@@ -46,8 +46,11 @@ pub struct Settings {
     pub walk_limit: usize,
     /// Wait out a rate limit whose reset comes within this.
     pub max_wait: Duration,
-    /// Give up a download that goes this long without a byte.
+    /// Give up a download that goes this long without a byte (or, past it, averages less
+    /// than 1 KiB/s).
     pub upstream_timeout: Duration,
+    /// Refuse a file download past this many bytes.
+    pub max_download: u64,
     /// Add the NixOS project's hashed mirror and binary cache ([`NIXOS_HASHED_MIRROR`],
     /// [`NIXOS_BINARY_CACHE`]).
     pub nixos_copies: bool,
@@ -66,6 +69,7 @@ impl Default for Settings {
             walk_limit: crate::fallback::DEFAULT_WALK_LIMIT,
             max_wait: Duration::ZERO,
             upstream_timeout: crate::fallback::DEFAULT_UPSTREAM_TIMEOUT,
+            max_download: crate::fallback::DEFAULT_MAX_DOWNLOAD,
             nixos_copies: false,
         }
     }
@@ -203,7 +207,8 @@ impl Workspace {
         let fetcher = Fetcher::new(self.archive_client())
             .with_planner(planner)
             .with_walk_limit(self.settings.walk_limit)
-            .with_upstream_timeout(self.settings.upstream_timeout);
+            .with_upstream_timeout(self.settings.upstream_timeout)
+            .with_max_download(self.settings.max_download);
         match cache {
             Some(cache) => fetcher.with_cache(cache),
             None => fetcher,

@@ -75,9 +75,12 @@ pub struct ArchiveArgs {
     #[arg(long, default_value_t = 0)]
     max_wait: u64,
     /// Give up a download from upstream, a mirror or a binary cache after this many seconds
-    /// without a byte.
+    /// without a byte, or once it has run this long averaging under 1 KiB/s.
     #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_UPSTREAM_TIMEOUT.as_secs())]
     upstream_timeout: u64,
+    /// Refuse a file download (upstream, mirror, archive) past this many bytes.
+    #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_MAX_DOWNLOAD)]
+    max_download: u64,
     /// A recipe store (a directory or an HTTP base URL) for rebuilding tarballs that the archive
     /// keeps unpacked [default: the configuration file's, else `recipes` in the data directory
     /// if it exists].
@@ -101,6 +104,7 @@ impl ArchiveArgs {
             walk_limit: self.walk_limit,
             max_wait: Duration::from_secs(self.max_wait),
             upstream_timeout: Duration::from_secs(self.upstream_timeout),
+            max_download: self.max_download,
             nixos_copies: false,
         }
     }

@@ -53,6 +53,8 @@ pub enum FetchError {
     Archive(#[from] ApiError),
     #[error("refusing {url}: it is larger than {limit} bytes")]
     TooLarge { url: String, limit: u64 },
+    #[error("giving up {url}: {received} bytes in {seconds} s, slower than {MIN_RATE} bytes/s")]
+    TooSlow { url: String, received: u64, seconds: u64 },
     #[error("failed to download {url}")]
     Download {
         url: String,
@@ -234,7 +236,23 @@ pub struct Fetcher {
     cache: Option<Cache>,
     walk_limit: usize,
     vault_poll: Duration,
+    /// Bounds on a file's download (see [`write_verified`]).
+    download_limits: DownloadLimits,
 }
+
+/// Bounds on one file's download: its size, and its pace once `patience` has passed.
+#[derive(Debug, Clone, Copy)]
+struct DownloadLimits {
+    max_bytes: u64,
+    patience: Duration,
+}
+
+/// The largest file a download takes unless told otherwise: more than any source Nixpkgs
+/// fetches, and well short of filling a disk.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 8 << 30;
+/// The slowest average pace a download may keep once it has run for the upstream timeout: a
+/// server that trickles a byte at a time never trips a timeout between bytes.
+pub const MIN_RATE: u64 = 1024;
 
 /// Walking a directory costs a request per directory and per file; past this many, the vault's
 /// bundle (a few requests whatever the size) is asked for instead. The anonymous rate limit is
@@ -262,6 +280,7 @@ impl Fetcher {
             cache: None,
             walk_limit: DEFAULT_WALK_LIMIT,
             vault_poll: Duration::from_secs(5),
+            download_limits: DownloadLimits { max_bytes: DEFAULT_MAX_DOWNLOAD, patience: DEFAULT_UPSTREAM_TIMEOUT },
         }
     }
 
@@ -284,6 +303,13 @@ impl Fetcher {
     /// Gives up a download from upstream or a mirror that goes this long without a byte.
     pub(crate) fn with_upstream_timeout(mut self, timeout: Duration) -> Fetcher {
         self.http = upstream_client(timeout);
+        self.download_limits.patience = timeout;
+        self
+    }
+
+    /// Refuses a file download (upstream, mirror, archive) past this many bytes.
+    pub(crate) fn with_max_download(mut self, bytes: u64) -> Fetcher {
+        self.download_limits.max_bytes = bytes;
         self
     }
 
@@ -412,7 +438,7 @@ impl Fetcher {
                     _ => ContentKey::of_swhid(swhid).expect("a content target is a content"),
                 };
                 let response = self.archive.content_raw(&key).await?;
-                write_verified(response, hash, &format!("archive {swhid}"), out).await?;
+                write_verified(response, hash, &format!("archive {swhid}"), out, self.download_limits).await?;
                 Ok(format!("archive {swhid}"))
             }
             (Target::Content(swhid) | Target::Tree(swhid), HashMode::Recursive)
@@ -508,7 +534,7 @@ impl Fetcher {
     async fn flat_from_url(&self, hash: &Hash, url: &str, out: &Path) -> Result<(), FetchError> {
         let download = |source| FetchError::Download { url: url.to_owned(), source };
         let response = self.http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(download)?;
-        write_verified(response, hash, &format!("upstream {url}"), out).await
+        write_verified(response, hash, &format!("upstream {url}"), out, self.download_limits).await
     }
 
     /// Rebuilds a tarball from the tree its recipe names, fetched from the archive.
@@ -663,19 +689,36 @@ fn warn_unkept(hash: &Hash, stored: std::io::Result<()>) {
 }
 
 /// Streams `response` into a temporary file beside `out`, hashing as it goes, and renames it to
-/// `out` only if the hash is the expected one.
+/// `out` only if the hash is the expected one. Refused as soon as it passes `limits.max_bytes`
+/// (or the length the server announced), or, once `limits.patience` has passed, when it has
+/// averaged less than [`MIN_RATE`]; the temporary file goes with the refusal.
 async fn write_verified(
     mut response: reqwest::Response,
     expected: &Hash,
     origin: &str,
     out: &Path,
+    limits: DownloadLimits,
 ) -> Result<(), FetchError> {
     let write_error = |source| FetchError::Write { path: out.to_owned(), source };
+    let too_large = |limit| FetchError::TooLarge { url: origin.to_owned(), limit };
+    if response.content_length().is_some_and(|announced| announced > limits.max_bytes) {
+        return Err(too_large(limits.max_bytes));
+    }
     let mut temp = temp_file_beside(out).map_err(write_error)?;
     let mut hasher: Hasher = expected.algo().hasher();
+    let started = std::time::Instant::now();
+    let mut received = 0u64;
     while let Some(chunk) =
         response.chunk().await.map_err(|source| FetchError::Download { url: origin.to_owned(), source })?
     {
+        received += chunk.len() as u64;
+        if received > limits.max_bytes {
+            return Err(too_large(limits.max_bytes));
+        }
+        let elapsed = started.elapsed();
+        if elapsed > limits.patience && received < MIN_RATE * elapsed.as_secs() {
+            return Err(FetchError::TooSlow { url: origin.to_owned(), received, seconds: elapsed.as_secs() });
+        }
         hasher.update(&chunk);
         temp.write_all(&chunk).map_err(write_error)?;
     }

@@ -25,5 +25,6 @@ mod walk;
 
 pub use cache::Cache;
 pub use fetch::{
-    Attempt, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WALK_LIMIT, FetchError, FetchReport, Fetcher, Miss, NotRecovered,
+    Attempt, DEFAULT_MAX_DOWNLOAD, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WALK_LIMIT, FetchError, FetchReport, Fetcher,
+    Miss, NotRecovered,
 };

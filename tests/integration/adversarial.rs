@@ -246,3 +246,78 @@ fn a_megabyte_of_input_is_cut_in_messages() {
     assert!(stdout.len() < 2000, "{} bytes of messages", stdout.len());
     assert!(stdout.contains("bytes in all)"), "{stdout}");
 }
+
+/// Answers every connection to the returned URL with `answer` (after reading the request's
+/// headers), on loopback, until the test process ends.
+fn raw_server(answer: fn(&mut std::net::TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/pkg-1.0.tar.gz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut byte = [0u8];
+                while !request.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut stream, &mut byte).unwrap_or(0) == 1 {
+                    request.push(byte[0]);
+                }
+                answer(&mut stream);
+            });
+        }
+    });
+    url
+}
+
+/// Runs `fetch` of a hash nobody has from `url`, killed if it outlives `deadline`; returns its
+/// output and how long it took.
+fn fetch_from(url: &str, out: &Path, extra: &[&str], deadline: Duration) -> (std::process::Output, Duration) {
+    let hash = format!("sha256:{}", crate::trees::sha256_hex(b"served by nobody"));
+    let started = Instant::now();
+    let mut child = bridge()
+        .args(["fetch", &hash, "--url", url, "--no-cache", "--archive", &local_archive().api, "-o"])
+        .arg(out)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    (child.wait_with_output().unwrap(), started.elapsed())
+}
+
+#[test]
+fn trickling_and_endless_downloads_are_cut_off() {
+    let tmp = temp_dir();
+    // A byte a second, of the 100,000 announced: no gap ever reaches the 3 s timeout.
+    let trickling = raw_server(|stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        while stream.write_all(b"x").is_ok() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    fs::create_dir(tmp.path().join("out")).unwrap();
+    let out = tmp.path().join("out/trickled");
+    let (output, took) = fetch_from(&trickling, &out, &["--upstream-timeout", "3"], Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(took < Duration::from_secs(30), "{took:?}: {stderr}");
+    assert!(stderr.contains("bytes/s"), "{stderr}");
+    // Zeros without end and without a length.
+    let endless = raw_server(|stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        while stream.write_all(&[0; 65536]).is_ok() {}
+    });
+    let out = tmp.path().join("out/endless");
+    let (output, took) = fetch_from(&endless, &out, &["--max-download", "2000000"], Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(took < Duration::from_secs(30), "{took:?}: {stderr}");
+    assert!(stderr.contains("larger than 2000000 bytes"), "{stderr}");
+    // Nothing is left beside the outputs.
+    let left: Vec<_> =
+        fs::read_dir(tmp.path().join("out")).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
