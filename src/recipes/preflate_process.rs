@@ -158,7 +158,11 @@ fn recreate_here(plain: &[u8], corrections: &[u8]) -> Result<Vec<u8>, PreflateFa
 pub(crate) fn model(deflated: &[u8]) -> Result<Model, PreflateFailure> {
     match helper() {
         None => model_here(deflated),
-        Some(program) => Model::decode(run_child(&program, PreflateCall::Model, &[deflated], deflated.len(), 2 << 20)?),
+        Some(program) => {
+            // Corrections are worth keeping only well under the stream's size (see `deflate::model`).
+            let most = 48 + deflated.len() + (1 << 20);
+            Model::decode(run_child(&program, PreflateCall::Model, &[deflated], deflated.len(), most)?)
+        }
     }
 }
 
@@ -168,8 +172,9 @@ pub(crate) fn recreate(plain: &[u8], corrections: &[u8]) -> Result<Vec<u8>, Pref
         None => recreate_here(plain, corrections),
         Some(program) => {
             let len = (corrections.len() as u64).to_le_bytes();
-            // A deflate stream is at most 5 bytes per 65,535 larger than its text (stored blocks).
-            let most = plain.len() + plain.len() / 8192 + 1024;
+            // An encoder can code worse than storing (fixed codes on binary data are 9 bits a
+            // byte; 15-bit codes, nearly 2 bytes): twice the text bounds every real stream.
+            let most = 2 * plain.len() + (1 << 20);
             run_child(&program, PreflateCall::Recreate, &[&len, corrections, plain], plain.len(), most)
         }
     }
