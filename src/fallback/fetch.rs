@@ -359,6 +359,11 @@ impl Fetcher {
                         let archive_requests = self.archive.requests() - before;
                         return Ok(FetchReport { origin, way: Some(way.kind()), archive_requests, notes });
                     }
+                    // The output cannot be written (no such directory, a full disk): no other
+                    // way would fare better, and the error is the user's to see, not a miss.
+                    Err(Miss::Failed(local @ (FetchError::Write { .. } | FetchError::Restore { .. }))) => {
+                        return Err(local);
+                    }
                     Err(miss) => miss,
                 },
             };

@@ -321,3 +321,22 @@ fn trickling_and_endless_downloads_are_cut_off() {
         fs::read_dir(tmp.path().join("out")).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn an_output_that_cannot_be_written_is_the_error_reported() {
+    let tmp = temp_dir();
+    let upstream = raw_server(|stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    });
+    let hash = format!("sha256:{}", crate::trees::sha256_hex(b"hello"));
+    let out = tmp.path().join("no-such-dir/hello");
+    let fetched = bridge()
+        .args(["fetch", &hash, "--url", &upstream, "--no-cache", "--archive", &local_archive().api, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&fetched.stderr);
+    assert!(!fetched.status.success());
+    assert!(stderr.contains(&format!("failed to write {}", out.display())), "{stderr}");
+    assert!(!stderr.contains("archive"), "{stderr}");
+}
