@@ -105,10 +105,21 @@ impl MsbReader<'_> {
     fn magic(&mut self) -> Result<u64, Unreadable> {
         Ok(u64::from(self.bits(24)?) << 24 | u64::from(self.bits(24)?))
     }
+
+    /// Copies the bits from here to `end` into `out`, as they are.
+    fn copy_to(&mut self, out: &mut MsbBitWriter) -> Result<(), Unreadable> {
+        while self.bit < self.end {
+            let step = (self.end - self.bit).min(32) as u8;
+            out.bits(self.bits(step)?, step);
+        }
+        Ok(())
+    }
 }
 
 /// What a block's header says.
 struct BlockHeader {
+    /// Where the original rotation sorts (the decoder's start).
+    orig_ptr: u32,
     /// The byte values the bitmap lists, in order: the move-to-front coder's starting list.
     used: Vec<u8>,
     selectors: Vec<u8>,
@@ -121,7 +132,7 @@ impl BlockHeader {
         if input.bit()? != 0 {
             return Err(Unreadable::Randomised);
         }
-        input.bits(24)?; // origPtr: only the decoder needs it.
+        let orig_ptr = input.bits(24)?;
         let groups = input.bits(16)?;
         let mut used = Vec::new();
         for group in 0..16u32 {
@@ -175,7 +186,7 @@ impl BlockHeader {
                 CanonicalCode::new(&lengths).map_err(|_| Unreadable::Invalid("a Huffman table is over-subscribed"))?,
             );
         }
-        Ok(BlockHeader { used, selectors, tables })
+        Ok(BlockHeader { orig_ptr, used, selectors, tables })
     }
 
     fn end_of_block(&self) -> u16 {
@@ -345,12 +356,8 @@ fn read_transformed(input: &mut MsbReader, header: &BlockHeader, limit: usize) -
 
 /// The bits from `start` to `end` of `bytes`, as a header record keeps them.
 fn copy_bits(bytes: &[u8], start: usize, end: usize) -> Result<(u32, Vec<u8>), Unreadable> {
-    let mut input = MsbReader { bytes, bit: start, end };
     let mut out = MsbBitWriter::default();
-    while input.bit < end {
-        let step = (end - input.bit).min(32) as u8;
-        out.bits(input.bits(step)?, step);
-    }
+    MsbReader { bytes, bit: start, end }.copy_to(&mut out)?;
     let header = out.finish();
     if header.len() > MAX_HEADER_BYTES {
         return Err(Unreadable::Invalid("a block header is longer than bzip2 allows"));
@@ -382,8 +389,7 @@ pub(crate) fn record(stream: &[u8], plain: &[u8]) -> Result<RecordedStream, Unre
         let header_start = input.bit;
         let header = BlockHeader::read(&mut input)?;
         let (header_bits, header_bytes) = copy_bits(stream, header_start, input.bit)?;
-        let orig_ptr = MsbReader { bytes: &header_bytes, bit: 1, end: 25 }.bits(24)?;
-        let coded = untransform(&read_transformed(&mut input, &header, limit)?, orig_ptr as usize)?;
+        let coded = untransform(&read_transformed(&mut input, &header, limit)?, header.orig_ptr as usize)?;
         let piece = run_length_decode(&coded);
         if plain.get(at..at + piece.len()) != Some(&piece[..]) {
             return Err(Unreadable::OtherData);
@@ -482,11 +488,9 @@ pub(crate) fn rebuild(plain: &[u8], stream: &RecordedStream) -> Result<Vec<u8>, 
             out.bits((BLOCK_MAGIC >> 24) as u32, 24);
             out.bits(BLOCK_MAGIC as u32 & 0xff_ffff, 24);
             out.bits(crc, 32);
-            let mut input = MsbReader { bytes: &block.header, bit: 0, end: block.header_bits as usize };
-            while input.bit < input.end {
-                let step = (input.end - input.bit).min(32) as u8;
-                out.bits(input.bits(step).expect("within the header"), step);
-            }
+            MsbReader { bytes: &block.header, bit: 0, end: block.header_bits as usize }
+                .copy_to(&mut out)
+                .expect("check_shape: the header holds its bits");
             for (group, selector) in symbols.chunks(GROUP).zip(&header.selectors) {
                 let table = &header.tables[usize::from(*selector)];
                 for &symbol in group {
