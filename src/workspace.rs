@@ -49,6 +49,10 @@ pub struct Settings {
     /// Give up a download that goes this long without a byte (or, past it, averages less
     /// than 1 KiB/s).
     pub upstream_timeout: Duration,
+    /// Give up one call to the archive (retries included) after this long.
+    pub archive_timeout: Duration,
+    /// Give up waiting for the vault to cook a bundle after this long.
+    pub vault_timeout: Duration,
     /// Refuse a file download past this many bytes.
     pub max_download: u64,
     /// Add the NixOS project's hashed mirror and binary cache ([`NIXOS_HASHED_MIRROR`],
@@ -69,6 +73,8 @@ impl Default for Settings {
             walk_limit: crate::fallback::DEFAULT_WALK_LIMIT,
             max_wait: Duration::ZERO,
             upstream_timeout: crate::fallback::DEFAULT_UPSTREAM_TIMEOUT,
+            archive_timeout: crate::archive::DEFAULT_CALL_DEADLINE,
+            vault_timeout: crate::archive::DEFAULT_VAULT_DEADLINE,
             max_download: crate::fallback::DEFAULT_MAX_DOWNLOAD,
             nixos_copies: false,
         }
@@ -178,6 +184,8 @@ impl Workspace {
         let mut client = ClientConfig::for_api(api);
         client.token = client.token.or_else(|| self.config.token.clone());
         client.max_rate_limit_wait = self.settings.max_wait;
+        client.call_deadline = self.settings.archive_timeout;
+        client.vault_deadline = self.settings.vault_timeout;
         ArchiveClient::new(client)
     }
 

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -31,8 +31,21 @@ pub struct ClientConfig {
     /// Retries after a 5xx answer or a transport error, with exponential backoff.
     pub retries: u32,
     pub backoff: Duration,
+    /// One request's timeout.
     pub timeout: Duration,
+    /// One call's, retries and backoff included (rate-limit waits are bounded apart, by
+    /// `max_rate_limit_wait`).
+    pub call_deadline: Duration,
+    /// How long a bundle may stay `new` or `pending` in the vault before waiting stops.
+    pub vault_deadline: Duration,
 }
+
+/// How long one call to the archive may take, retries included, unless told otherwise: two
+/// requests' timeouts.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a bundle may take to cook unless told otherwise: the vault cooks a large source
+/// tree in minutes; past this, it is queued behind others or stuck.
+pub const DEFAULT_VAULT_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
 impl ClientConfig {
     pub fn for_api(base_url: Url) -> ClientConfig {
@@ -43,6 +56,8 @@ impl ClientConfig {
             retries: 4,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(60),
+            call_deadline: DEFAULT_CALL_DEADLINE,
+            vault_deadline: DEFAULT_VAULT_DEADLINE,
         }
     }
 }
@@ -71,6 +86,8 @@ pub enum ApiError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("gave up {what} after {seconds} s")]
+    TimedOut { what: String, seconds: u64 },
     #[error("{swhid} cannot be asked for as a {expected}")]
     WrongType { swhid: Swhid, expected: &'static str },
 }
@@ -79,7 +96,13 @@ impl ApiError {
     /// Whether the archive could not be asked at all (a rate limit, an outage, no route): asking
     /// it anything else now would fail the same way.
     pub(crate) fn is_unreachable(&self) -> bool {
-        matches!(self, ApiError::RateLimited { .. } | ApiError::Transport { .. } | ApiError::Server { .. })
+        matches!(
+            self,
+            ApiError::RateLimited { .. }
+                | ApiError::Transport { .. }
+                | ApiError::Server { .. }
+                | ApiError::TimedOut { .. }
+        )
     }
 }
 
@@ -128,9 +151,19 @@ impl ArchiveClient {
         what: &str,
     ) -> Result<reqwest::Response, ApiError> {
         let mut failures = 0;
+        let mut deadline = Instant::now() + self.config.call_deadline;
+        let timed_out = || ApiError::TimedOut { what: what.to_owned(), seconds: self.config.call_deadline.as_secs() };
         loop {
+            // Waiting out a rate limit is bounded apart: it does not count against the call.
+            let waiting = Instant::now();
             self.respect_known_limit().await?;
-            let mut request = self.http.request(method.clone(), self.url(path));
+            deadline += waiting.elapsed();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(timed_out());
+            }
+            let mut request =
+                self.http.request(method.clone(), self.url(path)).timeout(remaining.min(self.config.timeout));
             if let Some(token) = &self.config.token {
                 request = request.bearer_auth(token);
             }
@@ -142,9 +175,14 @@ impl ArchiveClient {
                 Ok(response) => response,
                 Err(source) if failures < self.config.retries && (source.is_timeout() || source.is_connect()) => {
                     failures += 1;
-                    tokio::time::sleep(self.config.backoff * 2u32.pow(failures - 1)).await;
+                    let backoff = self.config.backoff * 2u32.pow(failures - 1);
+                    if Instant::now() + backoff >= deadline {
+                        return Err(timed_out());
+                    }
+                    tokio::time::sleep(backoff).await;
                     continue;
                 }
+                Err(source) if source.is_timeout() && Instant::now() >= deadline => return Err(timed_out()),
                 Err(source) => return Err(ApiError::Transport { what: what.to_owned(), source }),
             };
             self.note_limit(&response);
@@ -154,12 +192,15 @@ impl ArchiveClient {
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 let until = header_u64(&response, "x-ratelimit-reset").unwrap_or_else(|| now() + 60);
+                let waiting = Instant::now();
                 self.wait_until(until).await?;
+                deadline += waiting.elapsed();
                 continue;
             }
-            if status.is_server_error() && failures < self.config.retries {
+            let backoff = self.config.backoff * 2u32.pow(failures);
+            if status.is_server_error() && failures < self.config.retries && Instant::now() + backoff < deadline {
                 failures += 1;
-                tokio::time::sleep(self.config.backoff * 2u32.pow(failures - 1)).await;
+                tokio::time::sleep(backoff).await;
                 continue;
             }
             let reason =
@@ -265,8 +306,10 @@ impl ArchiveClient {
     }
 
     /// Requests a bundle and polls until it is cooked, waiting `poll` at first and twice as long
-    /// each time up to a minute; a failed cooking is an error with the vault's message.
+    /// each time up to a minute; a failed cooking is an error with the vault's message, and so
+    /// is a bundle still not cooked after the vault deadline.
     pub async fn vault_wait(&self, bundle: VaultBundle, swhid: &Swhid, poll: Duration) -> Result<VaultTask, ApiError> {
+        let deadline = Instant::now() + self.config.vault_deadline;
         let mut task = self.vault_cook(bundle, swhid).await?;
         let mut delay = poll;
         loop {
@@ -280,7 +323,14 @@ impl ArchiveClient {
                     });
                 }
                 VaultStatus::New | VaultStatus::Pending => {
-                    tokio::time::sleep(delay).await;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ApiError::TimedOut {
+                            what: format!("waiting for the vault to cook the {} bundle of {swhid}", bundle.name()),
+                            seconds: self.config.vault_deadline.as_secs(),
+                        });
+                    }
+                    tokio::time::sleep(delay.min(left)).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                     task = self.vault_status(bundle, swhid).await?;
                 }

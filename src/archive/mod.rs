@@ -15,4 +15,7 @@
 mod client;
 pub mod model;
 
-pub use client::{ApiError, ArchiveClient, ClientConfig, ContentKey, ExtIdKind, KNOWN_BATCH, PUBLIC_API};
+pub use client::{
+    ApiError, ArchiveClient, ClientConfig, ContentKey, DEFAULT_CALL_DEADLINE, DEFAULT_VAULT_DEADLINE, ExtIdKind,
+    KNOWN_BATCH, PUBLIC_API,
+};

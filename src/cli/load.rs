@@ -43,8 +43,10 @@ pub struct LoadArgs {
     /// for a later run.
     #[arg(long, default_value_t = 10)]
     saves_per_hour: u64,
-    /// Memory the captures may hold at once, in MiB: a capture is reckoned at 8 times its
-    /// file's size, and waits for room (a file larger than the budget runs alone).
+    /// Memory the captures may hold at once, in MiB: an archive is reckoned by what it unpacks
+    /// to (measured before it is unpacked: file + tar stream + tree, and the encoder tried), a
+    /// plain file by its size; a capture waits for room, and one that needs more than the whole
+    /// budget is refused.
     #[arg(long, default_value_t = 4096)]
     memory_budget: u32,
     /// Do not use the NixOS project's copies: tarballs.nixos.org (as a hashed mirror) and

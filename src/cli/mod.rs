@@ -78,6 +78,13 @@ pub struct ArchiveArgs {
     /// without a byte, or once it has run this long averaging under 1 KiB/s.
     #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_UPSTREAM_TIMEOUT.as_secs())]
     upstream_timeout: u64,
+    /// Give up one call to the archive, its retries included, after this many seconds (a
+    /// rate-limit wait, bounded by --max-wait, does not count).
+    #[arg(long, default_value_t = swh_bridge::archive::DEFAULT_CALL_DEADLINE.as_secs())]
+    archive_timeout: u64,
+    /// Give up waiting for the vault to cook a bundle after this many seconds.
+    #[arg(long, default_value_t = swh_bridge::archive::DEFAULT_VAULT_DEADLINE.as_secs())]
+    vault_timeout: u64,
     /// Refuse a file download (upstream, mirror, archive) past this many bytes.
     #[arg(long, default_value_t = swh_bridge::fallback::DEFAULT_MAX_DOWNLOAD)]
     max_download: u64,
@@ -104,6 +111,8 @@ impl ArchiveArgs {
             walk_limit: self.walk_limit,
             max_wait: Duration::from_secs(self.max_wait),
             upstream_timeout: Duration::from_secs(self.upstream_timeout),
+            archive_timeout: Duration::from_secs(self.archive_timeout),
+            vault_timeout: Duration::from_secs(self.vault_timeout),
             max_download: self.max_download,
             nixos_copies: false,
         }

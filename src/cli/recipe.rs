@@ -8,9 +8,9 @@ use clap::Subcommand;
 use swh_bridge::hashing::tree::disk;
 use swh_bridge::hashing::tree::memory::NodeBuilder;
 use swh_bridge::hashing::{Hash, HashAlgo, ObjectType, Swhid};
-use swh_bridge::recipes::Recipe;
 use swh_bridge::recipes::bridge::{BridgeEntry, BridgeKey};
 use swh_bridge::recipes::store::RecipeStore;
+use swh_bridge::recipes::{Footprint, MAX_PLAIN, MAX_RECIPE_FILE, Recipe};
 
 use super::{refuse_existing, write_new_output};
 
@@ -58,8 +58,18 @@ pub enum RecipeCommand {
     },
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))
+/// Reads `path` whole, refusing it past `limit` bytes (so that `/dev/zero` or a huge file fails
+/// at once rather than when memory runs out).
+fn read(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    Ok(bytes)
 }
 
 pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
@@ -68,7 +78,7 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
             if let Some(output) = &output {
                 refuse_existing(output)?;
             }
-            let bytes = read(&file)?;
+            let bytes = read(&file, MAX_PLAIN as u64)?;
             if let Some(expect) = expect {
                 let expected = Hash::parse(&expect, None)?;
                 let mut hasher = expected.algo().hasher();
@@ -78,8 +88,11 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
                     bail!("{} hashes to {actual}, not {expected}", file.display());
                 }
             }
-            let (recipe, tree) =
-                Recipe::create(&bytes).with_context(|| format!("failed to make a recipe for {}", file.display()))?;
+            let made = Footprint::of(&bytes).and_then(|footprint| {
+                Recipe::create_measured(&bytes, &footprint).map(|(recipe, tree)| (recipe, tree, footprint))
+            });
+            let (recipe, tree, footprint) =
+                made.with_context(|| format!("failed to make a recipe for {}", file.display()))?;
             let encoded = recipe.encode();
             let mut written = Vec::new();
             if let Some(output) = output {
@@ -91,18 +104,20 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
                 written.extend(store.put(&recipe, &bytes, &BridgeEntry::of(&bytes, &tree, recipe.tree))?);
             }
             eprintln!(
-                "{}: {} bytes of recipe for {} bytes ({:.2} %), tree {}",
+                "{}: {} bytes of recipe for {} bytes ({:.2} %), tree {}; it unpacks to {} bytes, reckoned to take {} MiB",
                 written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
                 encoded.len(),
                 bytes.len(),
                 100.0 * encoded.len() as f64 / bytes.len().max(1) as f64,
-                recipe.tree
+                recipe.tree,
+                footprint.unpacked(),
+                footprint.peak().div_ceil(1 << 20),
             );
         }
         RecipeCommand::Apply { recipe, tree, output } => {
             refuse_existing(&output)?;
-            let recipe =
-                Recipe::decode(&read(&recipe)?).with_context(|| format!("failed to read {}", recipe.display()))?;
+            let recipe = Recipe::decode(&read(&recipe, MAX_RECIPE_FILE)?)
+                .with_context(|| format!("failed to read {}", recipe.display()))?;
             let mut builder = NodeBuilder::new();
             disk::walk(&tree, &disk::WalkOptions::nix(), &mut builder)
                 .with_context(|| format!("failed to read {}", tree.display()))?;
@@ -132,7 +147,7 @@ pub async fn run(command: RecipeCommand) -> Result<ExitCode> {
             }
         }
         RecipeCommand::Show { recipe: path, json } => {
-            let bytes = read(&path)?;
+            let bytes = read(&path, MAX_RECIPE_FILE)?;
             let recipe = Recipe::decode(&bytes).with_context(|| format!("failed to read {}", path.display()))?;
             let summary = serde_json::to_value(recipe.summary(bytes.len())?)?;
             if json {

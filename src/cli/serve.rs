@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Seconds a hash found missing is answered 404 without asking the archive again.
     #[arg(long, default_value_t = 600)]
     negative_ttl: u64,
+    /// Close a connection whose request headers have not all arrived after this many seconds
+    /// (a stalled client, or an idle keep-alive connection).
+    #[arg(long, default_value_t = swh_bridge::serve::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    header_timeout: u64,
     /// A sources.json (a file, read again when it changes, or an http(s) URL such as a site
     /// `publish` made, downloaded again every 10 minutes) whose fixed outputs the substituter
     /// answers for (repeatable).
@@ -74,6 +78,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             index.len()
         );
     }
-    swh_bridge::serve::run(server, listener).await.context("the server failed")?;
+    swh_bridge::serve::run(server, listener, Duration::from_secs(args.header_timeout))
+        .await
+        .context("the server failed")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::download::{BodyError, read_within};
+use crate::download::{BodyError, BodyLimits, read_within};
 use crate::hashing::nar;
 use crate::hashing::tree::memory::{Node, NodeBuilder};
 use crate::hashing::tree::{Limits, TreeError};
@@ -44,8 +44,8 @@ pub enum BinaryCacheError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("refusing {url}: it is larger than {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
+    #[error("refusing {url}: {refusal}")]
+    Body { url: String, refusal: BodyError },
     #[error("failed to read the NAR {url}")]
     Nar {
         url: String,
@@ -69,6 +69,10 @@ pub(crate) struct NarInfo {
     pub url: String,
     pub compression: String,
     pub nar_hash: Hash,
+    /// The compressed NAR's length, when the narinfo gives it (Nix's always do).
+    pub file_size: Option<u64>,
+    /// The NAR's length, when the narinfo gives it.
+    pub nar_size: Option<u64>,
 }
 
 impl NarInfo {
@@ -84,7 +88,33 @@ impl NarInfo {
         }
         let nar_hash = field("NarHash").ok_or_else(|| malformed("no NarHash line".into()))?;
         let nar_hash = Hash::parse(nar_hash, None).map_err(|e| malformed(e.to_string()))?;
-        Ok(NarInfo { url: url.to_owned(), compression: field("Compression").unwrap_or("bzip2").to_owned(), nar_hash })
+        let size = |name: &str| match field(name) {
+            None => Ok(None),
+            Some(size) => {
+                size.parse::<u64>().map(Some).map_err(|_| malformed(format!("{name} {size:?} is not a number")))
+            }
+        };
+        Ok(NarInfo {
+            url: url.to_owned(),
+            compression: field("Compression").unwrap_or("bzip2").to_owned(),
+            nar_hash,
+            file_size: size("FileSize")?,
+            nar_size: size("NarSize")?,
+        })
+    }
+
+    /// The most memory reading its NAR into a tree holds: the compressed NAR and the tree, each
+    /// at most what the narinfo says (or [`MAX_NAR_DOWNLOAD`] where it says nothing).
+    pub(crate) fn memory_bound(&self) -> u64 {
+        self.download_limit() + self.tree_limit()
+    }
+
+    fn download_limit(&self) -> u64 {
+        self.file_size.unwrap_or(MAX_NAR_DOWNLOAD).min(MAX_NAR_DOWNLOAD)
+    }
+
+    fn tree_limit(&self) -> u64 {
+        self.nar_size.unwrap_or(MAX_NAR_DOWNLOAD).min(MAX_NAR_DOWNLOAD)
     }
 }
 
@@ -153,9 +183,9 @@ impl BinaryCache {
             .get(reqwest::header::LAST_MODIFIED)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let bytes = read_within(response, MAX_NARINFO).await.map_err(|err| match err {
-            BodyError::TooLarge { limit } => BinaryCacheError::TooLarge { url: location.to_string(), limit },
+        let bytes = read_within(response, BodyLimits::of_size(MAX_NARINFO)).await.map_err(|err| match err {
             BodyError::Transport(source) => download(source),
+            refusal => BinaryCacheError::Body { url: location.to_string(), refusal },
         })?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let info = NarInfo::parse(&text, location.as_str())?;
@@ -166,9 +196,9 @@ impl BinaryCache {
     async fn download(&self, url: &url::Url, limit: u64) -> Result<Vec<u8>, BinaryCacheError> {
         let download = |source| BinaryCacheError::Download { url: url.to_string(), source };
         let response = self.http.get(url.clone()).send().await.and_then(|r| r.error_for_status()).map_err(download)?;
-        read_within(response, limit).await.map_err(|err| match err {
-            BodyError::TooLarge { limit } => BinaryCacheError::TooLarge { url: url.to_string(), limit },
+        read_within(response, BodyLimits::of_size(limit)).await.map_err(|err| match err {
             BodyError::Transport(source) => download(source),
+            refusal => BinaryCacheError::Body { url: url.to_string(), refusal },
         })
     }
 
@@ -186,10 +216,11 @@ impl BinaryCache {
         Ok(joined)
     }
 
-    /// Downloads the NAR a narinfo names, checks its NAR hash, and reads it into a tree.
+    /// Downloads the NAR a narinfo names, checks its NAR hash, and reads it into a tree; the NAR
+    /// and the tree may be no larger than the narinfo says.
     pub(crate) async fn tree(&self, info: &NarInfo) -> Result<Node, BinaryCacheError> {
         let url = self.nar_url(info)?;
-        let compressed = self.download(&url, MAX_NAR_DOWNLOAD).await?;
+        let compressed = self.download(&url, info.download_limit()).await?;
         let (info, url) = (info.clone(), url.to_string());
         let read = tokio::task::spawn_blocking(move || read_nar(&compressed, &info, &url)).await;
         read.unwrap_or_else(|panic| Err(BinaryCacheError::Panicked(panic.to_string())))
@@ -210,7 +241,7 @@ fn read_nar(compressed: &[u8], info: &NarInfo, url: &str) -> Result<Node, Binary
     let mut hashing = HashingReader { inner: reader, hasher: info.nar_hash.algo().hasher() };
     let mut builder = NodeBuilder::new();
     let nar_error = |source| BinaryCacheError::Nar { url: url.to_owned(), source };
-    let limits = Limits { max_bytes: MAX_NAR_DOWNLOAD, ..Limits::default() };
+    let limits = Limits { max_bytes: info.tree_limit(), ..Limits::default() };
     nar::parse_with_limits(&mut hashing, &mut builder, limits).map_err(nar_error)?;
     let actual = hashing.hasher.finish();
     if actual != info.nar_hash {

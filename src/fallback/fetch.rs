@@ -10,7 +10,7 @@ use super::vault::{download_flat_bundle, unpack_bundle};
 use super::walk::DirectoryWalk;
 use crate::archive::{ApiError, ArchiveClient, ContentKey};
 use crate::atomic::{Existing, persist, rename_no_replace, staging_dir_beside, temp_file_beside};
-use crate::download::{BodyError, read_within};
+use crate::download::{BodyError, BodyLimits, MIN_RATE, Meter};
 use crate::error_chain::error_chain;
 use crate::hashing::nar::{self, NarWriter};
 use crate::hashing::tree::disk::{self, Restorer};
@@ -237,22 +237,12 @@ pub struct Fetcher {
     walk_limit: usize,
     vault_poll: Duration,
     /// Bounds on a file's download (see [`write_verified`]).
-    download_limits: DownloadLimits,
-}
-
-/// Bounds on one file's download: its size, and its pace once `patience` has passed.
-#[derive(Debug, Clone, Copy)]
-struct DownloadLimits {
-    max_bytes: u64,
-    patience: Duration,
+    download_limits: BodyLimits,
 }
 
 /// The largest file a download takes unless told otherwise: more than any source Nixpkgs
 /// fetches, and well short of filling a disk.
 pub const DEFAULT_MAX_DOWNLOAD: u64 = 8 << 30;
-/// The slowest average pace a download may keep once it has run for the upstream timeout: a
-/// server that trickles a byte at a time never trips a timeout between bytes.
-pub const MIN_RATE: u64 = 1024;
 
 /// Walking a directory costs a request per directory and per file; past this many, the vault's
 /// bundle (a few requests whatever the size) is asked for instead. The anonymous rate limit is
@@ -280,7 +270,7 @@ impl Fetcher {
             cache: None,
             walk_limit: DEFAULT_WALK_LIMIT,
             vault_poll: Duration::from_secs(5),
-            download_limits: DownloadLimits { max_bytes: DEFAULT_MAX_DOWNLOAD, patience: DEFAULT_UPSTREAM_TIMEOUT },
+            download_limits: BodyLimits { max_bytes: DEFAULT_MAX_DOWNLOAD, patience: DEFAULT_UPSTREAM_TIMEOUT },
         }
     }
 
@@ -508,15 +498,15 @@ impl Fetcher {
         Ok(true)
     }
 
-    /// Downloads `url` whole without verifying it, for callers that verify what they make of it
-    /// (the NAR hash of an unpacked archive, say); more than `limit` bytes is an error.
-    pub(crate) async fn download(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+    /// Downloads `url` into `out` (which must not exist) without verifying it, for callers that
+    /// verify what they make of it (the NAR hash of an unpacked archive, say); within the
+    /// download limits, and at most `limit` bytes.
+    pub(crate) async fn download_to(&self, url: &str, out: &Path, limit: u64) -> Result<(), FetchError> {
         let download = |source| FetchError::Download { url: url.to_owned(), source };
         let response = self.http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(download)?;
-        read_within(response, limit).await.map_err(|err| match err {
-            BodyError::TooLarge { limit } => FetchError::TooLarge { url: url.to_owned(), limit },
-            BodyError::Transport(source) => download(source),
-        })
+        let limits = BodyLimits { max_bytes: limit.min(self.download_limits.max_bytes), ..self.download_limits };
+        let temp = stream_to_temp(response, url, out, limits, |_| {}).await?;
+        persist(temp, out, Existing::Refuse).map_err(|source| FetchError::Write { path: out.to_owned(), source })
     }
 
     /// Stores a fetched file in the cache; a cache that cannot be written is no reason to fail.
@@ -694,44 +684,47 @@ fn warn_unkept(hash: &Hash, stored: std::io::Result<()>) {
 }
 
 /// Streams `response` into a temporary file beside `out`, hashing as it goes, and renames it to
-/// `out` only if the hash is the expected one. Refused as soon as it passes `limits.max_bytes`
-/// (or the length the server announced), or, once `limits.patience` has passed, when it has
-/// averaged less than [`MIN_RATE`]; the temporary file goes with the refusal.
+/// `out` only if the hash is the expected one (see [`stream_to_temp`] for the bounds).
 async fn write_verified(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     expected: &Hash,
     origin: &str,
     out: &Path,
-    limits: DownloadLimits,
+    limits: BodyLimits,
 ) -> Result<(), FetchError> {
-    let write_error = |source| FetchError::Write { path: out.to_owned(), source };
-    let too_large = |limit| FetchError::TooLarge { url: origin.to_owned(), limit };
-    if response.content_length().is_some_and(|announced| announced > limits.max_bytes) {
-        return Err(too_large(limits.max_bytes));
-    }
-    let mut temp = temp_file_beside(out).map_err(write_error)?;
     let mut hasher: Hasher = expected.algo().hasher();
-    let started = std::time::Instant::now();
-    let mut received = 0u64;
-    while let Some(chunk) =
-        response.chunk().await.map_err(|source| FetchError::Download { url: origin.to_owned(), source })?
-    {
-        received += chunk.len() as u64;
-        if received > limits.max_bytes {
-            return Err(too_large(limits.max_bytes));
-        }
-        let elapsed = started.elapsed();
-        if elapsed > limits.patience && received < MIN_RATE * elapsed.as_secs() {
-            return Err(FetchError::TooSlow { url: origin.to_owned(), received, seconds: elapsed.as_secs() });
-        }
-        hasher.update(&chunk);
-        temp.write_all(&chunk).map_err(write_error)?;
-    }
+    let temp = stream_to_temp(response, origin, out, limits, |chunk| hasher.update(chunk)).await?;
     let actual = hasher.finish();
     if actual != *expected {
         return Err(FetchError::HashMismatch { origin: origin.to_owned(), expected: expected.clone(), actual });
     }
-    persist(temp, out, Existing::Refuse).map_err(write_error)
+    persist(temp, out, Existing::Refuse).map_err(|source| FetchError::Write { path: out.to_owned(), source })
+}
+
+/// Streams `response` into a temporary file beside `out`, showing each chunk to `each`. Refused
+/// as soon as it passes `limits.max_bytes` (or the length the server announced), or, once
+/// `limits.patience` has passed, when it has averaged less than [`MIN_RATE`]; the temporary file
+/// goes with the refusal.
+async fn stream_to_temp(
+    mut response: reqwest::Response,
+    origin: &str,
+    out: &Path,
+    limits: BodyLimits,
+    mut each: impl FnMut(&[u8]),
+) -> Result<tempfile::NamedTempFile, FetchError> {
+    let write_error = |source| FetchError::Write { path: out.to_owned(), source };
+    let body_error = |err| match err {
+        BodyError::TooLarge { limit } => FetchError::TooLarge { url: origin.to_owned(), limit },
+        BodyError::TooSlow { received, seconds } => FetchError::TooSlow { url: origin.to_owned(), received, seconds },
+        BodyError::Transport(source) => FetchError::Download { url: origin.to_owned(), source },
+    };
+    let mut meter = Meter::start(&response, limits).map_err(body_error)?;
+    let mut temp = temp_file_beside(out).map_err(write_error)?;
+    while let Some(chunk) = meter.chunk(&mut response).await.map_err(body_error)? {
+        each(&chunk);
+        temp.write_all(&chunk).map_err(write_error)?;
+    }
+    Ok(temp)
 }
 
 /// Writes verified bytes to `out`, which must not exist.

@@ -24,7 +24,7 @@ use crate::hashing::{HashAlgo, HashMode, Swhid};
 use crate::plan::{SourceRequest, Unaskable};
 use crate::recipes::bridge::{BridgeEntry, BridgeKey};
 use crate::recipes::store::{RecipeStore, StoreError};
-use crate::recipes::{ARCHIVE_SUFFIXES, MAX_PLAIN, Recipe, RecipeError};
+use crate::recipes::{ARCHIVE_SUFFIXES, Footprint, MAX_PLAIN, Recipe, RecipeError};
 use crate::sources::{Source, SourceType};
 
 /// What a downloadable source is, for capturing.
@@ -71,6 +71,10 @@ pub(crate) enum CaptureError {
     NoRecipe(#[source] RecipeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "capturing needs about {needed_mib} MiB of memory, more than the budget of {budget_mib} MiB (--memory-budget)"
+    )]
+    OverBudget { needed_mib: u64, budget_mib: u32 },
     #[error("capturing panicked: {0}")]
     Panicked(String),
     #[error("{hash}: only sha256 NAR hashes are bridged")]
@@ -146,16 +150,15 @@ impl HostLimits {
     }
 }
 
-/// Memory that captures may hold at once, counted in MiB: making a recipe holds the file, its
-/// unpacked tree and rebuilt copies, so a capture reserves [`MEMORY_PER_BYTE`] times its file's
-/// size (at most the whole budget, so that a huge file runs alone rather than never).
+/// Memory that captures may hold at once, counted in MiB. A capture reserves what it will hold
+/// at its peak before it reads its file in: for an archive, what making its recipe takes
+/// ([`Footprint::peak`], reckoned on what the file unpacks to, not what it weighs); for a plain
+/// file, its size; for a binary cache's NAR, the sizes its narinfo gives. A capture that needs
+/// more than the whole budget is refused, so the budget is a bound.
 pub(crate) struct MemoryBudget {
     mib: u32,
     semaphore: Arc<Semaphore>,
 }
-
-/// How much memory a capture is reckoned to need per byte of its file.
-const MEMORY_PER_BYTE: u64 = 8;
 
 impl MemoryBudget {
     pub(crate) fn new(mib: u32) -> MemoryBudget {
@@ -163,10 +166,28 @@ impl MemoryBudget {
         MemoryBudget { mib, semaphore: Arc::new(Semaphore::new(mib as usize)) }
     }
 
-    async fn reserve(&self, file_size: u64) -> Option<OwnedSemaphorePermit> {
-        let needed = (file_size * MEMORY_PER_BYTE).div_ceil(1 << 20).clamp(1, u64::from(self.mib));
-        self.semaphore.clone().acquire_many_owned(needed as u32).await.ok()
+    /// Waits until `bytes` fit beside the other captures' reservations; refuses at once what
+    /// could never fit.
+    async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, CaptureError> {
+        let needed = bytes.div_ceil(1 << 20).max(1);
+        if needed > u64::from(self.mib) {
+            return Err(CaptureError::OverBudget { needed_mib: needed, budget_mib: self.mib });
+        }
+        Ok(self
+            .semaphore
+            .clone()
+            .acquire_many_owned(needed as u32)
+            .await
+            .expect("the budget's semaphore is never closed"))
     }
+}
+
+/// A downloaded file read into memory under a reservation of what capturing it holds.
+struct Held {
+    bytes: Vec<u8>,
+    /// How making its recipe goes, for a file that is (or is named as) an archive.
+    footprint: Option<Result<Footprint, RecipeError>>,
+    _reserved: OwnedSemaphorePermit,
 }
 
 /// Time spent on one capture, waiting for bytes and computing.
@@ -194,12 +215,13 @@ impl Capturer<'_> {
     ) -> Result<Swhid, CaptureError> {
         match capture.kind {
             Kind::Archive | Kind::Plain => {
-                let (bytes, _reserved) = self.flat_bytes(capture, scratch, timings).await?;
+                let Held { bytes, footprint, _reserved } = self.flat_bytes(capture, scratch, timings).await?;
                 let started = Instant::now();
-                // A URL need not say what it serves (crates.io's end in `/download`): a plain
-                // file that turns out to be an archive gets a recipe too.
-                let archive = capture.kind == Kind::Archive || looks_like_an_archive(&bytes);
-                let made = if archive { recipe_of(bytes).await? } else { Err((None, bytes)) };
+                let made = match footprint {
+                    Some(Ok(footprint)) => recipe_of(bytes, footprint).await?,
+                    Some(Err(why)) => Err((Some(why), bytes)),
+                    None => Err((None, bytes)),
+                };
                 let stored = match made {
                     Ok((recipe, bytes, entry)) => self.store.put(&recipe, &bytes, &entry).map(|_| recipe.tree),
                     // A compressed single file (`.patch.gz`) starts like an archive and is not
@@ -213,18 +235,13 @@ impl Capturer<'_> {
                 timings.compute += started.elapsed();
                 Ok(stored?)
             }
-            Kind::Recursive => self.recursive(capture, timings).await,
+            Kind::Recursive => self.recursive(capture, scratch, timings).await,
         }
     }
 
     /// A flat-hashed file's verified bytes, by the fetcher's plan (URLs, hashed mirrors, the
     /// archive, binary caches).
-    async fn flat_bytes(
-        &self,
-        capture: &Capture,
-        scratch: &Path,
-        timings: &mut Timings,
-    ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), CaptureError> {
+    async fn flat_bytes(&self, capture: &Capture, scratch: &Path, timings: &mut Timings) -> Result<Held, CaptureError> {
         let file = scratch.join("file");
         let started = Instant::now();
         let fetched = {
@@ -233,37 +250,74 @@ impl Capturer<'_> {
         };
         timings.download += started.elapsed();
         fetched?;
-        // Reserved before the file is read in: it stays on disk until memory allows.
-        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-        let reserved = self.memory.reserve(size).await;
-        let bytes = std::fs::read(&file).map_err(CaptureError::Read)?;
-        Ok((bytes, reserved))
+        self.hold(&file, capture.kind == Kind::Archive).await
+    }
+
+    /// Reads a downloaded file in once memory allows what capturing it will hold: it stays on
+    /// disk, measured through a read-only mapping, until then. A URL need not say what it serves
+    /// (crates.io's end in `/download`), so a file that starts like an archive is measured as
+    /// one even when `archive` (its name says so) is false.
+    async fn hold(&self, file: &Path, archive: bool) -> Result<Held, CaptureError> {
+        let path = file.to_owned();
+        let measured = tokio::task::spawn_blocking(move || {
+            let opened = std::fs::File::open(&path)?;
+            let len = opened.metadata()?.len();
+            if len == 0 {
+                return Ok((0, archive.then(|| Footprint::of(&[]))));
+            }
+            // SAFETY: the file is this capture's own, in its scratch directory: nothing else
+            // writes it while it is mapped.
+            let mapped = unsafe { memmap2::Mmap::map(&opened)? };
+            let archive = archive || looks_like_an_archive(&mapped);
+            Ok((len, archive.then(|| Footprint::of(&mapped))))
+        })
+        .await
+        .map_err(|panic| CaptureError::Panicked(panic.to_string()))?;
+        let (len, footprint) = measured.map_err(CaptureError::Read)?;
+        let needed = match &footprint {
+            Some(Ok(footprint)) => footprint.peak(),
+            _ => len,
+        };
+        let reserved = self.memory.reserve(needed).await?;
+        let bytes = std::fs::read(file).map_err(CaptureError::Read)?;
+        Ok(Held { bytes, footprint, _reserved: reserved })
     }
 
     /// A recursive source: unpack a download and compare NAR hashes, else the binary cache's NAR.
-    async fn recursive(&self, capture: &Capture, timings: &mut Timings) -> Result<Swhid, CaptureError> {
+    async fn recursive(&self, capture: &Capture, scratch: &Path, timings: &mut Timings) -> Result<Swhid, CaptureError> {
         let request = &capture.request;
         if request.hash.algo() != HashAlgo::Sha256 {
             return Err(CaptureError::NotSha256 { hash: request.hash.to_sri() });
         }
         let mut tried = Vec::new();
         let expected = request.hash.to_hex();
-        for url in request.urls.iter().filter(|url| is_archive_url(url)) {
+        for (n, url) in request.urls.iter().filter(|url| is_archive_url(url)).enumerate() {
             let started = Instant::now();
+            let file = scratch.join(format!("archive-{n}"));
             let downloaded = {
                 let _permit = self.hosts.acquire(Some(url)).await;
-                self.fetcher.download(url, MAX_PLAIN as u64).await
+                self.fetcher.download_to(url, &file, MAX_PLAIN as u64).await
             };
             timings.download += started.elapsed();
-            let bytes = match downloaded {
-                Ok(bytes) => bytes,
+            let held = match downloaded {
+                Ok(()) => self.hold(&file, true).await,
+                Err(err) => Err(err.into()),
+            };
+            let _ = std::fs::remove_file(&file);
+            let (bytes, footprint, _reserved) = match held {
+                Ok(Held { bytes, footprint: Some(Ok(footprint)), _reserved }) => (bytes, footprint, _reserved),
+                Ok(Held { footprint: Some(Err(why)), .. }) => {
+                    tried.push(format!("{url}: no recipe: {}", error_chain(&why)));
+                    continue;
+                }
+                Ok(Held { footprint: None, .. }) => unreachable!("measured as an archive"),
                 Err(err) => {
                     tried.push(error_chain(&err));
                     continue;
                 }
             };
             let started = Instant::now();
-            let made = recipe_of(bytes).await;
+            let made = recipe_of(bytes, footprint).await;
             timings.compute += started.elapsed();
             let (recipe, bytes, entry) = match made {
                 Ok(Ok(made)) => made,
@@ -321,6 +375,13 @@ impl Capturer<'_> {
                     continue;
                 }
             };
+            let _reserved = match self.memory.reserve(info.memory_bound()).await {
+                Ok(reserved) => reserved,
+                Err(err) => {
+                    tried.push(error_chain(&err));
+                    continue;
+                }
+            };
             let tree = cache
                 .tree(&info)
                 .await
@@ -339,8 +400,8 @@ impl Capturer<'_> {
 type Made = Result<(Recipe, Vec<u8>, BridgeEntry), (Option<RecipeError>, Vec<u8>)>;
 
 /// Makes a file's recipe and bridge entry on a blocking thread. The outer error is a panic.
-async fn recipe_of(bytes: Vec<u8>) -> Result<Made, CaptureError> {
-    let made = tokio::task::spawn_blocking(move || match Recipe::create(&bytes) {
+async fn recipe_of(bytes: Vec<u8>, footprint: Footprint) -> Result<Made, CaptureError> {
+    let made = tokio::task::spawn_blocking(move || match Recipe::create_measured(&bytes, &footprint) {
         Ok((recipe, tree)) => {
             let entry = BridgeEntry::of(&bytes, &tree, recipe.tree);
             Ok((recipe, bytes, entry))
@@ -372,18 +433,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_capture_waits_for_memory_and_a_huge_one_runs_alone() {
+    async fn a_capture_waits_for_memory_and_one_larger_than_the_budget_is_refused() {
         let budget = MemoryBudget::new(100);
-        // 10 MiB reckoned at 80 MiB: a second one must wait for the first.
-        let first = budget.reserve(10 << 20).await.unwrap();
+        let first = budget.reserve(80 << 20).await.unwrap();
         assert_eq!(first.num_permits(), 80);
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.reserve(10 << 20)).await;
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.reserve(30 << 20)).await;
         assert!(waiting.is_err(), "two captures went over the budget");
         drop(first);
-        // Larger than the whole budget: it gets all of it, not never.
-        let huge = budget.reserve(1 << 40).await.unwrap();
-        assert_eq!(huge.num_permits(), 100);
-        drop(huge);
+        assert_eq!(budget.reserve(100 << 20).await.unwrap().num_permits(), 100);
+        let refused = budget.reserve((100 << 20) + 1).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "capturing needs about 101 MiB of memory, more than the budget of 100 MiB (--memory-budget)"
+        );
         assert_eq!(budget.reserve(0).await.unwrap().num_permits(), 1);
     }
 

@@ -123,7 +123,7 @@ fn reproduces(level: u8, plain: &[u8], stream: &[u8]) -> Result<bool, RecipeErro
 
 impl Bzip2Layer {
     /// Models the bzip2 file `bytes`; returns the layer and the uncompressed bytes.
-    pub(crate) fn create(bytes: &[u8]) -> Result<(Bzip2Layer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8], limit: usize) -> Result<(Bzip2Layer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("bzip2: {why}"));
         let mut streams = Vec::new();
         let mut plain = Vec::new();
@@ -144,8 +144,8 @@ impl Bzip2Layer {
                 if matches!(status, bzip2::Status::StreamEnd) {
                     break;
                 }
-                if plain.len() > MAX_PLAIN {
-                    return Err(unsupported(format!("it decompresses to more than {MAX_PLAIN} bytes")));
+                if plain.len() > limit {
+                    return Err(unsupported(format!("it decompresses to more than {limit} bytes")));
                 }
                 if decoder.total_in() as usize == consumed && plain.len() < plain.capacity() {
                     return Err(unsupported("a stream is cut short".into()));

@@ -107,14 +107,15 @@ fn trailer_of(plain: &[u8]) -> Vec<u8> {
 }
 
 impl GzipLayer {
-    /// Models the gzip file `bytes`; returns the layer and the uncompressed bytes.
-    pub(crate) fn create(bytes: &[u8]) -> Result<(GzipLayer, Vec<u8>), RecipeError> {
+    /// Models the gzip file `bytes`; returns the layer and the uncompressed bytes, refused past
+    /// `limit` of them.
+    pub(crate) fn create(bytes: &[u8], limit: usize) -> Result<(GzipLayer, Vec<u8>), RecipeError> {
         let mut members = Vec::new();
         let mut plain = Vec::new();
         let mut pos = 0;
         while bytes.len() - pos >= 18 && bytes[pos..pos + 2] == [0x1f, 0x8b] {
             let header_end = pos + header_len(&bytes[pos..])?;
-            let (text, deflate_len) = deflate::inflate(&bytes[header_end..], MAX_PLAIN - plain.len())
+            let (text, deflate_len) = deflate::inflate(&bytes[header_end..], limit - plain.len())
                 .map_err(|why| RecipeError::Unsupported(format!("gzip: {why}")))?;
             let deflate_end = header_end + deflate_len;
             let name = format!("the gzip member at byte {pos}");
@@ -128,9 +129,14 @@ impl GzipLayer {
                 deflate,
                 trailer: (trailer != trailer_of(&text)).then(|| trailer.to_vec()),
             });
-            plain.extend_from_slice(&text);
-            if plain.len() > MAX_PLAIN {
-                return Err(RecipeError::Unsupported(format!("gzip: it decompresses to more than {MAX_PLAIN} bytes")));
+            // Most files have one member: moved, not copied, so the stream is held once.
+            if plain.is_empty() {
+                plain = text;
+            } else {
+                plain.extend_from_slice(&text);
+            }
+            if plain.len() > limit {
+                return Err(RecipeError::Unsupported(format!("gzip: it decompresses to more than {limit} bytes")));
             }
             pos = deflate_end + 8;
         }

@@ -23,7 +23,7 @@ use std::ptr::NonNull;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_PLAIN, OutOfBounds, RecipeError};
+use super::{OutOfBounds, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LzipLayer {
@@ -123,15 +123,26 @@ impl LzipMember {
     }
 }
 
+/// What liblzma may allocate to decode: the largest dictionary modelled, and room for the rest.
+const DECODER_MEMORY: u64 = MAX_DICT as u64 + (16 << 20);
+
+/// How many bytes the lzip file `bytes` decompresses to (every member, counted without keeping
+/// them; at most `limit + 1`).
+pub(super) fn plain_len(bytes: &[u8], limit: usize) -> u64 {
+    match liblzma::stream::Stream::new_lzip_decoder(DECODER_MEMORY, liblzma::stream::CONCATENATED) {
+        Ok(stream) => super::footprint::count(liblzma::read::XzDecoder::new_stream(bytes, stream), limit),
+        Err(_) => 0,
+    }
+}
+
 /// Decodes one member with liblzma, at most `limit` bytes.
 fn decode_member(member: &[u8], limit: usize, plain: &mut Vec<u8>) -> Result<(), String> {
-    let stream =
-        liblzma::stream::Stream::new_lzip_decoder(u64::from(MAX_DICT) + (16 << 20), 0).map_err(|e| e.to_string())?;
+    let stream = liblzma::stream::Stream::new_lzip_decoder(DECODER_MEMORY, 0).map_err(|e| e.to_string())?;
     let decoder = liblzma::read::XzDecoder::new_stream(member, stream);
     let before = plain.len();
     std::io::copy(&mut std::io::Read::take(decoder, limit as u64 + 1), plain).map_err(|e| e.to_string())?;
     if plain.len() - before > limit {
-        return Err(format!("it decompresses to more than {MAX_PLAIN} bytes"));
+        return Err(format!("it decompresses to more than {limit} bytes"));
     }
     Ok(())
 }
@@ -168,7 +179,7 @@ fn candidates(dict_size: u32) -> impl Iterator<Item = (u32, u16)> {
 
 impl LzipLayer {
     /// Models the lzip file `bytes`; returns the layer and the uncompressed bytes.
-    pub(crate) fn create(bytes: &[u8]) -> Result<(LzipLayer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8], limit: usize) -> Result<(LzipLayer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("lzip: {why}"));
         let mut plain = Vec::new();
         let mut layer = LzipLayer { members: Vec::new() };
@@ -179,7 +190,7 @@ impl LzipLayer {
                 return Err(unsupported(format!("a dictionary of {dict_size} bytes")));
             }
             let start = plain.len();
-            decode_member(member, MAX_PLAIN - start, &mut plain)
+            decode_member(member, limit - start, &mut plain)
                 .map_err(|why| unsupported(format!("a member does not decompress: {why}")))?;
             let member_plain = &plain[start..];
             let found = candidates(dict_size)

@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::bit_writer::BitWriter;
-use super::{MAX_PLAIN, OutOfBounds, RecipeError};
+use super::{OutOfBounds, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LzwLayer {
@@ -156,6 +156,30 @@ fn compress(plain: &[u8], max_bits: u8, read_size: usize) -> Vec<u8> {
 
 /// ncompress's `decompress()`, at most `limit` bytes out.
 fn decompress(file: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let mut plain = Vec::new();
+    decode(file, limit, &mut plain)?;
+    Ok(plain)
+}
+
+/// How many bytes the `.Z` file `file` decompresses to, counted without keeping them; an error
+/// ends the count (making the recipe reports it).
+pub(super) fn plain_len(file: &[u8], limit: usize) -> usize {
+    if file.len() < 3 {
+        return 0;
+    }
+    struct Count(usize);
+    impl Extend<u8> for Count {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+            self.0 += bytes.into_iter().count();
+        }
+    }
+    let mut count = Count(0);
+    let _ = decode(file, limit, &mut count);
+    count.0
+}
+
+/// Decodes `file` into `out`, at most `limit` bytes; returns how many it wrote.
+fn decode(file: &[u8], limit: usize, out: &mut impl Extend<u8>) -> Result<usize, String> {
     let max_bits = u32::from(file[2] & 0x1f);
     let max_code = 1u32 << max_bits;
     let total_bits = file.len() as u64 * 8;
@@ -166,7 +190,7 @@ fn decompress(file: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     let mut prefix = vec![0u16; 1 << 16];
     let mut suffix: Vec<u8> = (0..=255).chain(std::iter::repeat_n(0, (1 << 16) - 256)).collect();
     let (mut old, mut finchar) = (None::<u32>, 0u8);
-    let mut plain = Vec::new();
+    let mut produced = 0;
     let mut stack = Vec::new();
     let pad = |pos: u64, segment: u64, n_bits: u32| {
         let group = u64::from(n_bits) * 8;
@@ -189,7 +213,8 @@ fn decompress(file: &[u8], limit: usize) -> Result<Vec<u8>, String> {
                 return Err("the first code is not a byte".into());
             }
             finchar = code as u8;
-            plain.push(finchar);
+            produced += 1;
+            out.extend([finchar]);
             old = Some(code);
             continue;
         };
@@ -215,10 +240,12 @@ fn decompress(file: &[u8], limit: usize) -> Result<Vec<u8>, String> {
         }
         finchar = suffix[walk as usize];
         stack.push(finchar);
-        if plain.len() + stack.len() > limit {
-            return Err(format!("it decompresses to more than {MAX_PLAIN} bytes"));
+        // Past the limit by at most one string (64 KiB), so that a count shows the excess.
+        produced += stack.len();
+        out.extend(stack.drain(..).rev());
+        if produced > limit {
+            return Err(format!("it decompresses to more than {limit} bytes"));
         }
-        plain.extend(stack.drain(..).rev());
         if free_ent < max_code {
             prefix[free_ent as usize] = previous as u16;
             suffix[free_ent as usize] = finchar;
@@ -226,20 +253,19 @@ fn decompress(file: &[u8], limit: usize) -> Result<Vec<u8>, String> {
         }
         old = Some(code);
     }
-    Ok(plain)
+    Ok(produced)
 }
 
 impl LzwLayer {
     /// Models the `.Z` file `bytes`; returns the layer and the uncompressed bytes.
-    pub(crate) fn create(bytes: &[u8]) -> Result<(LzwLayer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8], limit: usize) -> Result<(LzwLayer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("compress (.Z): {why}"));
         let flags = *bytes.get(2).ok_or_else(|| unsupported("the header is cut short".into()))?;
         let max_bits = flags & 0x1f;
         if flags & BLOCK_MODE == 0 || flags & 0x60 != 0 || !(9..=16).contains(&max_bits) {
             return Err(unsupported(format!("header flags {flags:#04x} (only block mode, 9 to 16 bits)")));
         }
-        let plain =
-            decompress(bytes, MAX_PLAIN).map_err(|why| unsupported(format!("it does not decompress: {why}")))?;
+        let plain = decompress(bytes, limit).map_err(|why| unsupported(format!("it does not decompress: {why}")))?;
         let layer = LzwLayer { max_bits, read_size: READ_SIZE };
         if compress(&plain, max_bits, READ_SIZE as usize) != bytes {
             return Err(unsupported(

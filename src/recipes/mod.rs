@@ -18,6 +18,7 @@ pub(crate) mod bzip2;
 mod bzip2_blocks;
 pub(crate) mod deflate;
 mod deflate_tokens;
+mod footprint;
 pub(crate) mod gzip;
 mod huffman;
 pub(crate) mod lzip;
@@ -35,8 +36,10 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::hashing::tree::memory::Node;
-use crate::hashing::tree::{ExecutableRule, Limits, zip_archive};
+use crate::hashing::tree::{ExecutableRule, Limits};
 use crate::hashing::{Hash, HashAlgo, ObjectType, Swhid};
+pub use footprint::Footprint;
+use footprint::{Compressor, Format};
 
 const MAGIC: &[u8] = b"swh-bridge recipe\n";
 /// The format version written; every version up to it is read. Version 2 added zip containers,
@@ -44,12 +47,14 @@ const MAGIC: &[u8] = b"swh-bridge recipe\n";
 pub(crate) const FORMAT_VERSION: u8 = 4;
 /// A recipe that decompresses to more than this is refused as damaged or hostile.
 const MAX_DECODED: u64 = 256 << 20;
+/// A recipe file larger than this is refused unread: its body could not decode within [`MAX_DECODED`].
+pub const MAX_RECIPE_FILE: u64 = MAX_DECODED;
 /// The memory a recipe's sequences may take once decoded (see [`bounded`]): room for a million
 /// tar members, far more than any tarball small enough to model has.
 const MAX_DECODED_STRUCTS: usize = 256 << 20;
 /// A tarball whose tar stream is larger than this is refused (a decompression bomb, or more than
 /// a recipe can model in memory).
-pub(crate) const MAX_PLAIN: usize = 2 << 30;
+pub const MAX_PLAIN: usize = 2 << 30;
 
 /// File names of the archives recipes model, the one list capture goes by: tar, plain or
 /// compressed with gzip, xz, bzip2 or zstd (a `.gem` is a plain tar, which SWH unpacks one level
@@ -320,6 +325,57 @@ impl Write for Compare<'_> {
     }
 }
 
+/// Where a container layer writes the stream it rebuilds: into memory (apply), or compared with
+/// the original as it goes (create's check), so that the stream is never held twice.
+pub(crate) trait Rebuilt {
+    /// How many bytes were written so far.
+    fn written(&self) -> usize;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), RecipeError>;
+
+    fn put_zeros(&mut self, mut count: usize) -> Result<(), RecipeError> {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        while count > 0 {
+            let now = count.min(ZEROS.len());
+            self.put(&ZEROS[..now])?;
+            count -= now;
+        }
+        Ok(())
+    }
+}
+
+impl Rebuilt for Vec<u8> {
+    fn written(&self) -> usize {
+        self.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), RecipeError> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Rebuilt for Compare<'_> {
+    fn written(&self) -> usize {
+        self.at
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), RecipeError> {
+        let at = self.at;
+        self.write_all(bytes)
+            .map_err(|_| RecipeError::Unsupported(format!("the rebuilt stream differs from the file's near byte {at}")))
+    }
+}
+
+/// A compression layer made, as [`Recipe::create_measured`] keeps it: the layer and the stream.
+type Layered<'a> = (Compression, std::borrow::Cow<'a, [u8]>);
+
+fn layer<'a, L>(
+    made: Result<(L, Vec<u8>), RecipeError>,
+    wrap: fn(L) -> Compression,
+) -> Result<Layered<'a>, RecipeError> {
+    made.map(|(layer, plain)| (wrap(layer), std::borrow::Cow::Owned(plain)))
+}
+
 fn sha256(bytes: &[u8]) -> Hash {
     let mut hasher = HashAlgo::Sha256.hasher();
     hasher.update(bytes);
@@ -330,45 +386,33 @@ impl Recipe {
     /// Records how to rebuild `file` from its unpacked tree, and checks at once that it does.
     /// Returns the recipe and the tree (the extraction root).
     pub fn create(file: &[u8]) -> Result<(Recipe, Node), RecipeError> {
-        if file.len() > MAX_PLAIN {
-            return Err(RecipeError::Unsupported(format!("the file is larger than {MAX_PLAIN} bytes")));
-        }
+        Recipe::create_measured(file, &Footprint::of(file)?)
+    }
+
+    /// [`Recipe::create`] for a file already measured (`footprint` must be `file`'s): unpacking
+    /// is held to the length measured, so it takes no more memory than [`Footprint::peak`].
+    pub fn create_measured(file: &[u8], footprint: &Footprint) -> Result<(Recipe, Node), RecipeError> {
+        // A file that decodes to more the second time is refused as it passes what was reckoned.
+        let unpacked = usize::try_from(footprint.unpacked()).unwrap_or(MAX_PLAIN).min(MAX_PLAIN);
         // Without a byte bound, a few sparse-file headers (or a zip bomb) could unpack to
         // terabytes.
-        let limits = Limits { max_bytes: MAX_PLAIN as u64, ..Limits::default() };
-        // A zip may start with anything (a self-extractor's stub): its end record says it is one.
-        let zip_magic = file.starts_with(b"PK\x03\x04") || file.starts_with(b"PK\x05\x06");
-        if zip_magic || (!file.starts_with(&[0x1f, 0x8b]) && !tar::starts_like_tar(file)) {
-            match zip_archive::layout(file) {
-                Ok(layout) => {
-                    let tree = Node::from_zip_layout(file, &layout, limits).map_err(RecipeError::Unpack)?;
-                    let container = Container::Zip(zip::ZipLayer::create(file, &layout, &tree)?);
-                    return Recipe::check(file, file, Compression::None, container, tree);
-                }
-                Err(err) if zip_magic => return Err(RecipeError::Unpack(err)),
-                Err(_) => {}
+        let limits = Limits { max_bytes: unpacked as u64, ..Limits::default() };
+        let compressor = match &footprint.format {
+            Format::Zip(layout) => {
+                let tree = Node::from_zip_layout(file, layout, limits).map_err(RecipeError::Unpack)?;
+                let container = Container::Zip(zip::ZipLayer::create(file, layout, &tree)?);
+                return Recipe::check(file, file, Compression::None, container, tree);
             }
-        }
-        let (compression, plain) = if file.starts_with(&[0x1f, 0x8b]) {
-            let (layer, plain) = gzip::GzipLayer::create(file)?;
-            (Compression::Gzip(layer), std::borrow::Cow::Owned(plain))
-        } else if file.starts_with(b"BZh") {
-            let (layer, plain) = bzip2::Bzip2Layer::create(file)?;
-            (Compression::Bzip2(layer), std::borrow::Cow::Owned(plain))
-        } else if file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let (layer, plain) = zstd::ZstdLayer::create(file)?;
-            (Compression::Zstd(layer), std::borrow::Cow::Owned(plain))
-        } else if file.starts_with(&[0x1f, 0x9d]) {
-            let (layer, plain) = lzw::LzwLayer::create(file)?;
-            (Compression::Lzw(layer), std::borrow::Cow::Owned(plain))
-        } else if file.starts_with(b"LZIP") {
-            let (layer, plain) = lzip::LzipLayer::create(file)?;
-            (Compression::Lzip(layer), std::borrow::Cow::Owned(plain))
-        } else if file.starts_with(b"\xfd7zXZ\0") {
-            let (layer, plain) = xz::XzLayer::create(file)?;
-            (Compression::Xz(layer), std::borrow::Cow::Owned(plain))
-        } else {
-            (Compression::None, std::borrow::Cow::Borrowed(file))
+            Format::Tar(compressor) => *compressor,
+        };
+        let (compression, plain) = match compressor {
+            Compressor::None => (Compression::None, std::borrow::Cow::Borrowed(file)),
+            Compressor::Gzip => layer(gzip::GzipLayer::create(file, unpacked), Compression::Gzip)?,
+            Compressor::Bzip2 => layer(bzip2::Bzip2Layer::create(file, unpacked), Compression::Bzip2)?,
+            Compressor::Zstd => layer(zstd::ZstdLayer::create(file, unpacked), Compression::Zstd)?,
+            Compressor::Lzw => layer(lzw::LzwLayer::create(file, unpacked), Compression::Lzw)?,
+            Compressor::Lzip => layer(lzip::LzipLayer::create(file, unpacked), Compression::Lzip)?,
+            Compressor::Xz => layer(xz::XzLayer::create(file, unpacked), Compression::Xz)?,
         };
         if !tar::starts_like_tar(&plain) {
             return Err(RecipeError::Unsupported(
@@ -400,7 +444,10 @@ impl Recipe {
             container,
         };
         recipe.check_shape().map_err(|why| RecipeError::Unsupported(why.0))?;
-        if recipe.rebuild_plain(&tree)? != plain {
+        // Compared as it is written: the rebuilt stream is never held beside the original.
+        let mut compare = Compare::new(plain);
+        let rebuilt = recipe.rebuild_plain_into(&tree, &mut compare);
+        if rebuilt.is_err() || !compare.done() {
             return Err(RecipeError::Unsupported(format!(
                 "the {} layer rebuilds other bytes",
                 recipe.container.name()
@@ -412,6 +459,12 @@ impl Recipe {
     /// The uncompressed stream (the tar stream or zip file) the container rebuilds from `tree`,
     /// which must be the recipe's.
     fn rebuild_plain(&self, tree: &Node) -> Result<Vec<u8>, RecipeError> {
+        let mut plain = Vec::new();
+        self.rebuild_plain_into(tree, &mut plain)?;
+        Ok(plain)
+    }
+
+    fn rebuild_plain_into(&self, tree: &Node, out: &mut impl Rebuilt) -> Result<(), RecipeError> {
         let actual_tree = tree.swhid();
         if actual_tree != self.tree {
             return Err(RecipeError::WrongTree { expected: self.tree, actual: actual_tree });
@@ -421,12 +474,10 @@ impl Recipe {
             Compression::None => usize::try_from(self.size).unwrap_or(usize::MAX),
             _ => MAX_PLAIN,
         };
-        let mut plain = Vec::new();
         match &self.container {
-            Container::Tar(layer) => layer.apply(tree, limit, &mut plain)?,
-            Container::Zip(layer) => layer.apply(tree, limit, &mut plain)?,
+            Container::Tar(layer) => layer.apply(tree, limit, out),
+            Container::Zip(layer) => layer.apply(tree, limit, out),
         }
-        Ok(plain)
     }
 
     /// Rebuilds the file from `tree`, which must be the recipe's, and checks its sha256.

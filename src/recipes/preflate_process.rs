@@ -96,9 +96,14 @@ fn bounds(input_len: usize) -> Bounds {
     let cpu_seconds = 5 + 2 * megabytes;
     Bounds {
         cpu_seconds,
-        address_space: (1 << 30) + 16 * input_len as u64,
+        address_space: address_space_limit(input_len as u64),
         wall: Duration::from_secs(2 * cpu_seconds + 10),
     }
+}
+
+/// The address space a child calling preflate on `input_len` bytes may take.
+pub(crate) fn address_space_limit(input_len: u64) -> u64 {
+    (1 << 30) + 16 * input_len
 }
 
 /// preflate's model of a deflate stream.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use super::bridge::{BridgeEntry, BridgeKey, FLAT_ALGOS};
 use super::{Recipe, RecipeError};
 use crate::atomic::{self, Existing};
-use crate::download::{BodyError, read_within};
+use crate::download::{BodyError, BodyLimits, read_within};
 use crate::hashing::Hash;
 
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub enum StoreError {
     },
     #[error("failed to read {location}: it is larger than {limit} bytes")]
     TooLarge { location: String, limit: usize },
+    #[error("refusing {location}: {refusal}")]
+    Body { location: String, refusal: BodyError },
     #[error("failed to write {}", path.display())]
     Write {
         path: PathBuf,
@@ -103,10 +105,12 @@ impl RecipeStore {
                     return Ok(None);
                 }
                 let response = response.error_for_status().map_err(fetch_error)?;
-                let bytes = read_within(response, limit as u64).await.map_err(|err| match err {
-                    BodyError::TooLarge { .. } => StoreError::TooLarge { location: location.clone(), limit },
-                    BodyError::Transport(source) => fetch_error(source),
-                })?;
+                let bytes =
+                    read_within(response, BodyLimits::of_size(limit as u64)).await.map_err(|err| match err {
+                        BodyError::TooLarge { .. } => StoreError::TooLarge { location: location.clone(), limit },
+                        BodyError::Transport(source) => fetch_error(source),
+                        refusal => StoreError::Body { location: location.clone(), refusal },
+                    })?;
                 Ok(Some((location, bytes)))
             }
         }

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::runs::{Run, diff, patch};
-use super::{RecipeError, tree_paths};
+use super::{Rebuilt, RecipeError, tree_paths};
 use crate::hashing::tree::memory::Node;
 
 const BLOCK: usize = 512;
@@ -304,7 +304,7 @@ impl TarLayer {
 
     /// Rebuilds the tar stream from `tree`, refusing to write more than `limit` bytes (a damaged
     /// recipe could take one large tree file a million times).
-    pub(crate) fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, tree: &Node, limit: usize, out: &mut impl Rebuilt) -> Result<(), RecipeError> {
         let too_long = || RecipeError::Damaged(format!("the tar stream grows past {limit} bytes"));
         let mut previous = [0u8; BLOCK];
         let mut state = PathState::default();
@@ -350,15 +350,15 @@ impl TarLayer {
             }
             header[CHECKSUM].copy_from_slice(&checksum_field);
             let pad = data.len().next_multiple_of(BLOCK) - data.len();
-            if out.len() + BLOCK + data.len() + pad > limit {
+            if out.written() + BLOCK + data.len() + pad > limit {
                 return Err(too_long());
             }
-            out.extend_from_slice(&header);
-            out.extend_from_slice(data);
+            out.put(&header)?;
+            out.put(data)?;
             match &member.padding {
-                Some(padding) if padding.len() == pad => out.extend_from_slice(padding),
+                Some(padding) if padding.len() == pad => out.put(padding)?,
                 Some(_) => return Err(RecipeError::Damaged("a tar member's padding has the wrong length".into())),
-                None => out.resize(out.len() + pad, 0),
+                None => out.put_zeros(pad)?,
             }
             previous = header;
         }
@@ -367,14 +367,13 @@ impl TarLayer {
             Tail::Zeros(n) => return Err(RecipeError::Damaged(format!("a tail of {n} zero bytes"))),
             Tail::Raw(bytes) => bytes.len(),
         };
-        if out.len() + tail_len > limit {
+        if out.written() + tail_len > limit {
             return Err(too_long());
         }
         match &self.tail {
-            Tail::Zeros(_) => out.resize(out.len() + tail_len, 0),
-            Tail::Raw(bytes) => out.extend_from_slice(bytes),
+            Tail::Zeros(_) => out.put_zeros(tail_len),
+            Tail::Raw(bytes) => out.put(bytes),
         }
-        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_PLAIN, OutOfBounds, RecipeError};
+use super::{OutOfBounds, RecipeError};
 use liblzma::stream::{Action, Check, Filters, LzmaOptions, MtStreamBuilder, PRESET_EXTREME, Status, Stream};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,17 @@ pub struct XzLayer {
 const CHUNK: usize = 64 * 1024;
 const MAX_DICT: u32 = 64 << 20;
 const MAX_BLOCK: u64 = 1 << 30;
+/// What liblzma may allocate to decode: the largest dictionary modelled, and room for the rest.
+const DECODER_MEMORY: u64 = MAX_DICT as u64 + (16 << 20);
+
+/// How many bytes the xz file `bytes` decompresses to (every stream, counted without keeping them;
+/// at most `limit + 1`).
+pub(super) fn plain_len(bytes: &[u8], limit: usize) -> u64 {
+    match Stream::new_stream_decoder(DECODER_MEMORY, liblzma::stream::CONCATENATED) {
+        Ok(stream) => super::footprint::count(liblzma::read::XzDecoder::new_stream(bytes, stream), limit),
+        Err(_) => 0,
+    }
+}
 
 fn check_of(id: u8) -> Option<Check> {
     match id {
@@ -154,11 +165,11 @@ impl XzLayer {
     }
 
     /// Models the xz file `bytes`; returns the layer and the uncompressed bytes.
-    pub(crate) fn create(bytes: &[u8]) -> Result<(XzLayer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8], limit: usize) -> Result<(XzLayer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("xz: {why}"));
         let check = bytes.get(7).map(|flags| flags & 0x0f).ok_or_else(|| unsupported("no stream header".into()))?;
-        let mut decoder = Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| unsupported(e.to_string()))?;
-        let mut plain = Vec::with_capacity(bytes.len() * 4);
+        let mut decoder = Stream::new_stream_decoder(DECODER_MEMORY, 0).map_err(|e| unsupported(e.to_string()))?;
+        let mut plain = Vec::with_capacity(bytes.len().saturating_mul(4).min(limit));
         loop {
             plain.reserve(CHUNK * 4);
             let before = decoder.total_in() as usize;
@@ -168,8 +179,8 @@ impl XzLayer {
             if matches!(status, Status::StreamEnd) {
                 break;
             }
-            if plain.len() > MAX_PLAIN {
-                return Err(unsupported(format!("it decompresses to more than {MAX_PLAIN} bytes")));
+            if plain.len() > limit {
+                return Err(unsupported(format!("it decompresses to more than {limit} bytes")));
             }
             if decoder.total_in() as usize == before && plain.len() < plain.capacity() {
                 return Err(unsupported("the stream is cut short".into()));

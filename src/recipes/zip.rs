@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::deflate::{self, Deflate};
 use super::runs::{Run, diff, patch};
-use super::{RecipeError, tree_paths};
+use super::{Rebuilt, RecipeError, tree_paths};
 use crate::hashing::tree::memory::Node;
 use crate::hashing::tree::zip_archive::{
     self, CENTRAL_FIXED, FLAG_DESCRIPTOR, LOCAL_FIXED, METHOD_DEFLATED, METHOD_STORED,
@@ -305,14 +305,13 @@ impl ZipLayer {
     }
 
     /// Rebuilds the zip file from `tree`, refusing to write more than `limit` bytes.
-    pub(crate) fn apply(&self, tree: &Node, limit: usize, out: &mut Vec<u8>) -> Result<(), RecipeError> {
+    pub(crate) fn apply(&self, tree: &Node, limit: usize, out: &mut impl Rebuilt) -> Result<(), RecipeError> {
         let damaged = |why: String| RecipeError::Damaged(format!("zip: {why}"));
-        let grow = |out: &mut Vec<u8>, bytes: &[u8]| {
-            if out.len() + bytes.len() > limit {
+        let grow = |out: &mut dyn Rebuilt, bytes: &[u8]| {
+            if out.written() + bytes.len() > limit {
                 return Err(RecipeError::Damaged(format!("the zip file grows past {limit} bytes")));
             }
-            out.extend_from_slice(bytes);
-            Ok(())
+            out.put(bytes)
         };
         let paths = tree_paths(tree);
         let mut previous_number = -1i64;
@@ -322,7 +321,7 @@ impl ZipLayer {
         let mut written = Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
             grow(out, &entry.gap)?;
-            let offset = (out.len() as u64).wrapping_sub(self.shift);
+            let offset = (out.written() as u64).wrapping_sub(self.shift);
             let name: &[u8] = match &entry.name {
                 Name::Literal(name) => name,
                 Name::Tree { delta } => {

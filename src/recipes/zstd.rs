@@ -24,7 +24,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 use zstd::stream::raw::{CParameter, Encoder};
 
-use super::{MAX_PLAIN, OutOfBounds, RecipeError};
+use super::{OutOfBounds, RecipeError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZstdLayer {
@@ -55,6 +55,16 @@ const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// `--memory` to decompress and are refused, so that a hostile recipe cannot make apply reserve
 /// gigabytes.
 const MAX_WINDOW_LOG: u32 = 27;
+
+/// How many bytes the zstd file `bytes` decompresses to (every frame, counted without keeping
+/// them; at most `limit + 1`).
+pub(super) fn plain_len(bytes: &[u8], limit: usize) -> u64 {
+    let Ok(mut decoder) = zstd::stream::read::Decoder::with_buffer(bytes) else { return 0 };
+    if decoder.window_log_max(MAX_WINDOW_LOG).is_err() {
+        return 0;
+    }
+    super::footprint::count(decoder, limit)
+}
 const MIN_LEVEL: i32 = -7;
 const MAX_LEVEL: i32 = 22;
 const MAX_FRAMES: usize = 1 << 16;
@@ -108,7 +118,7 @@ fn header_flags(frame: &[u8]) -> Option<(bool, bool, Option<u32>)> {
 
 impl ZstdLayer {
     /// Models the zstd file `bytes`; returns the layer and the uncompressed bytes.
-    pub(crate) fn create(bytes: &[u8]) -> Result<(ZstdLayer, Vec<u8>), RecipeError> {
+    pub(crate) fn create(bytes: &[u8], limit: usize) -> Result<(ZstdLayer, Vec<u8>), RecipeError> {
         let unsupported = |why: String| RecipeError::Unsupported(format!("zstd: {why}"));
         let mut frames = Vec::new();
         let mut plain = Vec::new();
@@ -128,11 +138,11 @@ impl ZstdLayer {
                 .map_err(|e| unsupported(format!("failed to start decoding: {e}")))?
                 .single_frame();
             decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| unsupported(e.to_string()))?;
-            let limit = (MAX_PLAIN - start) as u64 + 1;
-            std::io::copy(&mut std::io::Read::take(decoder, limit), &mut plain)
+            let room = (limit - start) as u64 + 1;
+            std::io::copy(&mut std::io::Read::take(decoder, room), &mut plain)
                 .map_err(|e| unsupported(format!("a frame does not decompress: {e}")))?;
-            if plain.len() > MAX_PLAIN {
-                return Err(unsupported(format!("it decompresses to more than {MAX_PLAIN} bytes")));
+            if plain.len() > limit {
+                return Err(unsupported(format!("it decompresses to more than {limit} bytes")));
             }
             let frame_plain = &plain[start..];
             let found = candidates(content_size, checksum, window_log, frame_plain.len() as u64)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
-use crate::download::read_within;
+use crate::download::{BodyLimits, read_within};
 use crate::error_chain::error_chain;
 use crate::plan::SourceRequest;
 use crate::sources::{ReadSources, SourcesError};
@@ -200,8 +200,9 @@ async fn download(http: &reqwest::Client, url: &url::Url) -> Result<ReadSources,
     if !response.status().is_success() {
         return Err(FeedError::Status { url: url.clone(), status: response.status() });
     }
-    let bytes =
-        read_within(response, MAX_FEED_BYTES).await.map_err(|source| FeedError::Body { url: url.clone(), source })?;
+    let bytes = read_within(response, BodyLimits::of_size(MAX_FEED_BYTES))
+        .await
+        .map_err(|source| FeedError::Body { url: url.clone(), source })?;
     let name = PathBuf::from(url.as_str());
     tokio::task::spawn_blocking(move || crate::sources::read_bytes(&bytes, &name))
         .await

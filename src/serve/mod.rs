@@ -574,17 +574,53 @@ fn respond(
     response
 }
 
-/// Serves until SIGINT or SIGTERM, then finishes the requests under way.
-pub async fn run(server: Arc<Server>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+/// How long a client may take to send a request's headers, and an idle connection may stay open,
+/// unless told otherwise.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-    let app = server.router().into_make_service_with_connect_info::<SocketAddr>();
-    // Without it, a small file's body waits out the client's delayed ACK (40 ms) behind the
-    // headers.
-    let listener = listener.tap_io(|tcp| {
+/// Serves until SIGINT or SIGTERM, then finishes the requests under way. A connection whose
+/// request headers do not arrive within `header_timeout` (a client that stalls, or an idle
+/// keep-alive connection) is closed.
+pub async fn run(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    header_timeout: Duration,
+) -> std::io::Result<()> {
+    use tower_layer::Layer;
+
+    let router = server.router();
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors, say: the connections under way will free some.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Without it, a small file's body waits out the client's delayed ACK (40 ms) behind the
+        // headers.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(tcp),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or sends garbage ends only its own connection.
+            let _ = connection.await;
+        });
+    }
+    connections.shutdown().await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -49,16 +49,6 @@ fn hostile_recipes(tree: &Node, dir: &Path) -> Vec<(std::path::PathBuf, String)>
     made
 }
 
-/// The largest resident set of any child this process has waited for, or of their descendants
-/// (tests run side by side, so this bounds the case from above).
-fn peak_rss_of_children() -> u64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) }, 0);
-    // SAFETY: initialised by the successful call.
-    unsafe { usage.assume_init() }.ru_maxrss as u64 * 1024
-}
-
 #[test]
 fn a_hostile_recipe_stops_at_its_bounds_and_serve_answers_on() {
     let tmp = temp_dir();
@@ -70,16 +60,11 @@ fn a_hostile_recipe_stops_at_its_bounds_and_serve_answers_on() {
     for (recipe, _) in &recipes {
         let out = tmp.path().join("rebuilt");
         let started = Instant::now();
-        let applied = bridge()
-            .args(["recipe", "apply"])
-            .arg(recipe)
-            .arg("--tree")
-            .arg(&root)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
+        let (applied, peak) =
+            run_measured(bridge().args(["recipe", "apply"]).arg(recipe).arg("--tree").arg(&root).arg("-o").arg(&out));
         let took = started.elapsed();
+        // The preflate child's address space bound: 1 GiB for inputs this small.
+        assert!(peak < 1536 << 20, "{}: {peak} bytes", recipe.display());
         let stderr = String::from_utf8_lossy(&applied.stderr);
         assert!(!applied.status.success(), "{}: {stderr}", recipe.display());
         // Each recipe's preflate call gets 5 s of CPU time and 1 GiB of address space.
@@ -87,9 +72,6 @@ fn a_hostile_recipe_stops_at_its_bounds_and_serve_answers_on() {
         assert!(stderr.contains("preflate"), "{}: {stderr}", recipe.display());
         assert!(!out.exists());
     }
-    // Every child this test process has waited for (and theirs) stayed under the address
-    // space bound: 1 GiB for inputs this small.
-    assert!(peak_rss_of_children() < 1536 << 20, "{} bytes", peak_rss_of_children());
     // serve, asked for the file the first recipe claims to rebuild, takes the tree from the
     // archive and runs the recipe: it answers that it failed, and goes on answering.
     let tarball = tmp.path().join("pkg.tar");
@@ -339,4 +321,152 @@ fn an_output_that_cannot_be_written_is_the_error_reported() {
     assert!(!fetched.status.success());
     assert!(stderr.contains(&format!("failed to write {}", out.display())), "{stderr}");
     assert!(!stderr.contains("archive"), "{stderr}");
+}
+
+/// Runs `command` to its end and returns its output and its own peak resident set (read from
+/// `wait4`, so other tests' processes do not count; a child of its own counts if it was larger).
+#[expect(clippy::zombie_processes, reason = "reaped by wait4, which std cannot see")]
+fn run_measured(command: &mut std::process::Command) -> (std::process::Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: the pid is this child's, not yet reaped; wait4 fills the struct it is given.
+    let reaped = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, usage.as_mut_ptr()) };
+    assert_eq!(reaped, child.id() as libc::pid_t);
+    // SAFETY: initialised by the successful call.
+    let peak = unsafe { usage.assume_init() }.ru_maxrss as u64 * 1024;
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (output, peak)
+}
+
+/// A tar.gz that unpacks to one file of `mib` MiB of zeros: gzip members of 1 MiB each (zlib's
+/// level 6, which recipes model), so that it is made in moments whatever its size.
+fn gzip_bomb(mib: u64) -> Vec<u8> {
+    let member = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let size = mib << 20;
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros").unwrap();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    let zeros = vec![0u8; 1 << 20];
+    let mut bomb = member(header.as_bytes());
+    let zeros_member = member(&zeros);
+    for _ in 0..mib {
+        bomb.extend_from_slice(&zeros_member);
+    }
+    // The end-of-archive blocks.
+    bomb.extend_from_slice(&member(&[0u8; 1024]));
+    bomb
+}
+
+#[test]
+fn decompression_bombs_are_refused_before_they_unpack() {
+    let tmp = temp_dir();
+    // 2.1 GiB of tar stream in 2.2 MB: refused by its measure, which keeps nothing.
+    let bomb = tmp.path().join("bomb.tar.gz");
+    fs::write(&bomb, gzip_bomb(2150)).unwrap();
+    let recipe = tmp.path().join("bomb.recipe");
+    let (output, peak) = run_measured(bridge().args(["recipe", "create"]).arg(&bomb).arg("-o").arg(&recipe));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("larger than 2147483648 bytes (a decompression bomb?)"), "{stderr}");
+    assert!(peak < 100 << 20, "{peak} bytes");
+    assert!(!recipe.exists());
+    // An endless input stops at the largest file a recipe is made of.
+    let (output, peak) = run_measured(bridge().args(["recipe", "create", "/dev/zero", "-o"]).arg(&recipe));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/dev/zero is larger than 2147483648 bytes"), "{stderr}");
+    assert!(peak < (2 << 30) + (100 << 20), "{peak} bytes");
+    // A bomb that fits is made within what it is reckoned to take.
+    let small = tmp.path().join("small.tar.gz");
+    fs::write(&small, gzip_bomb(200)).unwrap();
+    let (output, peak) = run_measured(bridge().args(["recipe", "create"]).arg(&small).arg("-o").arg(&recipe));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let reckoned: u64 = stderr.split("reckoned to take ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    // At least the 200 MiB tar stream and the tree; the process's own 30 MiB or so besides.
+    assert!(reckoned >= 400, "{stderr}");
+    assert!(peak < (reckoned + 40) << 20, "{peak} bytes for {reckoned} MiB reckoned");
+}
+
+#[test]
+fn load_reckons_memory_by_what_archives_unpack_to() {
+    let tmp = temp_dir();
+    let upstream = &local_archive().files_dir;
+    let mut sources = Vec::new();
+    for n in 0..3 {
+        let name = format!("bomb-{n}.tar.gz");
+        let mut bytes = gzip_bomb(150);
+        // Each a different file: a comment in the trailing member's header would do, but a
+        // different length of zeros is simpler.
+        bytes.extend_from_slice(&vec![0; n]);
+        fs::write(upstream.join(&name), &bytes).unwrap();
+        let hash = crate::trees::sha256_hex(&bytes);
+        sources.push(serde_json::json!({"type": "url", "urls": [format!("{}{name}", local_archive().files_url)],
+            "integrity": format!("sha256:{hash}"), "outputHashAlgo": "sha256", "outputHashMode": "flat"}));
+    }
+    let sources_json = tmp.path().join("sources.json");
+    fs::write(&sources_json, serde_json::json!({"version": 1, "revision": "t", "sources": sources}).to_string())
+        .unwrap();
+    let load = |budget: &str| {
+        run_measured(
+            bridge()
+                .args(["load", "--json", "--no-cache", "--no-nixos-mirrors", "--jobs", "3", "--memory-budget", budget])
+                .args(["--archive", &local_archive().api])
+                .arg(&sources_json)
+                .arg("--recipes")
+                .arg(tmp.path().join(format!("recipes-{budget}")))
+                .arg("--state")
+                .arg(tmp.path().join(format!("state-{budget}.sqlite"))),
+        )
+    };
+    // Three 150 MiB tar streams in 150 KB files: each needs about 300 MiB, over a 64 MiB budget.
+    let (output, peak) = load("64");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert_eq!(stdout.matches("more than the budget of 64 MiB").count(), 3, "{stdout}");
+    assert!(peak < 100 << 20, "{peak} bytes");
+    // With room for one at a time (each holds its 150 MiB stream and tree, and is reckoned at
+    // more, for preflate), they run one at a time: three at once would hold 900 MiB.
+    let (output, peak) = load("900");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(peak < 500 << 20, "{peak} bytes");
+}
+
+#[test]
+fn serve_closes_connections_whose_headers_never_finish() {
+    let tmp = temp_dir();
+    let served = Served::start(&local_archive().api, &tmp.path().join("data"), &["--header-timeout", "2"]);
+    let address = served.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let started = Instant::now();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    stalled.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = Vec::new();
+    // The server closes the connection (with or without a 408 first) rather than waiting on.
+    let _ = std::io::Read::read_to_end(&mut stalled, &mut answer);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+    let (status, _) = served.get("metrics");
+    assert_eq!(status, 200, "serve stopped answering");
 }

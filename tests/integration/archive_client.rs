@@ -196,6 +196,42 @@ fn the_vault_is_polled_until_done_or_failed() {
 }
 
 #[test]
+fn a_bundle_that_never_cooks_is_given_up_at_the_vault_deadline() {
+    let mut server = mockito::Server::new();
+    let dir = swhid(ObjectType::Directory, 3);
+    let path = format!("/api/1/vault/flat/{dir}/");
+    server.mock("POST", path.as_str()).with_body(r#"{"status": "new"}"#).create();
+    server.mock("GET", path.as_str()).with_body(r#"{"status": "pending", "progress_message": "queued"}"#).create();
+    let archive = client(&server, |c| c.vault_deadline = Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let err = runtime().block_on(archive.vault_wait(VaultBundle::Flat, &dir, Duration::from_millis(50))).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(err.to_string(), format!("gave up waiting for the vault to cook the flat bundle of {dir} after 1 s"));
+}
+
+#[test]
+fn a_hung_archive_costs_one_call_deadline_not_every_retry() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}/api/1/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let mut config = ClientConfig::for_api(api.parse().unwrap());
+    config.token = None;
+    config.call_deadline = Duration::from_secs(2);
+    let archive = ArchiveClient::new(config);
+    let (key, _) = content_key(0x42);
+    let started = std::time::Instant::now();
+    let err = runtime().block_on(archive.content(&key)).unwrap_err();
+    let took = started.elapsed();
+    // One request's 60 s timeout and four retries would have taken 307 s.
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(5), "{took:?}: {err}");
+    assert!(matches!(err, ApiError::TimedOut { seconds: 2, .. }), "{err}");
+}
+
+#[test]
 fn wrong_bytes_from_the_archive_are_never_written() {
     let mut server = mockito::Server::new();
     let hex = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // sha256 of "hello"
