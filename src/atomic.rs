@@ -37,17 +37,81 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// What temporary entries are named by: `.swh-bridge-<kind>-<pid>-<random>`, so that a later
+/// run can tell the ones a dead process left (see [`sweep_debris`]).
+const DEBRIS_PREFIX: &str = ".swh-bridge-";
+
+fn owned_prefix(kind: &str) -> String {
+    format!("{DEBRIS_PREFIX}{kind}-{}-", std::process::id())
+}
+
 /// A temporary directory beside `path`, removed when dropped, to build a tree in before it is
 /// renamed to `path`.
 pub(crate) fn staging_dir_beside(path: &Path) -> io::Result<tempfile::TempDir> {
-    tempfile::Builder::new().prefix(".swh-bridge-staging-").tempdir_in(parent_dir(path))
+    scratch_dir_in(parent_dir(path), "staging")
+}
+
+/// A temporary directory in `dir` for a command's scratch files (`kind` names it), removed when
+/// dropped; what a killed run left in `dir` is swept first.
+pub(crate) fn scratch_dir_in(dir: &Path, kind: &str) -> io::Result<tempfile::TempDir> {
+    sweep_debris(dir);
+    tempfile::Builder::new().prefix(&owned_prefix(kind)).tempdir_in(dir)
 }
 
 /// A temporary file beside `path`, readable by all, to stream into before [`persist`].
 pub(crate) fn temp_file_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = parent_dir(path);
+    sweep_debris(dir);
     tempfile::Builder::new()
+        .prefix(&owned_prefix("tmp"))
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent_dir(path))
+        .tempfile_in(dir)
+}
+
+/// Removes the temporary files and directories that processes no longer running left in `dir`
+/// (killed with SIGKILL, say, so their guards never ran): those named by [`owned_prefix`] with
+/// the id of a process that does not exist. Another run's entries stay, whatever their age. Done
+/// once per directory per process; failures are ignored (the entries stay for the next sweep).
+/// Entries of a process on another machine sharing the directory would look dead: a directory
+/// written by several machines at once is not supported.
+pub(crate) fn sweep_debris(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if swept.iter().any(|d| d == dir) {
+            return;
+        }
+        swept.push(dir.to_owned());
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = debris_owner(name.as_bytes()) else { continue };
+        if pid == std::process::id() || process_exists(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// The process id in a temporary entry's name (`.swh-bridge-<kind>-<pid>-<random>`).
+fn debris_owner(name: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(DEBRIS_PREFIX.as_bytes())?;
+    let mut fields = rest.splitn(3, |&b| b == b'-');
+    let (_kind, pid, _random) = (fields.next()?, fields.next()?, fields.next()?);
+    std::str::from_utf8(pid).ok()?.parse().ok().filter(|&pid| pid > 0)
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    alive || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Syncs a complete temporary file and renames it to `to`.
@@ -122,6 +186,39 @@ pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn only_what_dead_processes_left_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        exited.wait().unwrap();
+        let dead = exited.id();
+        let names = [
+            format!(".swh-bridge-tmp-{dead}-a1b2"),
+            format!(".swh-bridge-staging-{dead}-c3d4"),
+            format!(".swh-bridge-tmp-{}-e5f6", std::process::id()),
+            // pid 1 always runs.
+            ".swh-bridge-serve-1-g7h8".to_owned(),
+            ".tmpAbCd12".to_owned(),
+            ".swh-bridge-tmp-notapid-x".to_owned(),
+        ];
+        for name in &names {
+            if name.contains("staging") {
+                fs::create_dir_all(dir.path().join(name).join("tree")).unwrap();
+            } else {
+                fs::write(dir.path().join(name), b"debris").unwrap();
+            }
+        }
+        sweep_debris(dir.path());
+        let mut left: Vec<_> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut expected = names[2..].to_vec();
+        expected.sort();
+        assert_eq!(left, expected);
+        assert_eq!(debris_owner(b".swh-bridge-tmp-123-xyz"), Some(123));
+        assert_eq!(debris_owner(b".swh-bridge-tmp-0-xyz"), None);
+    }
 
     #[test]
     fn each_kind_of_destination_is_treated_as_it_says() {

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
     if let Command::Preflate { call } = command {
         return swh_bridge::recipes::preflate_process::child_main(call);
     }
+    report_panics_briefly();
     // preflate-rs can loop forever on a hostile recipe: run it where it can be stopped.
     if let Ok(program) = std::env::current_exe() {
         swh_bridge::recipes::preflate_process::use_helper(program);
@@ -65,6 +66,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A panic the program catches (a capture's thread, say) becomes an error of its own; the hook
+/// says once, on one line, that it is a bug and where, with a backtrace only when
+/// `RUST_BACKTRACE` asks for one.
+fn report_panics_briefly() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info.location().map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("error: internal error (a bug, please report it){location}: {message}");
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
 }
 
 fn run(command: Command) -> Result<ExitCode> {

@@ -28,6 +28,7 @@
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +37,8 @@ use crate::error_chain::error_chain;
 use crate::fallback::Fetcher;
 use crate::hashing::Swhid;
 use crate::plan::{Answer, Finding, Holder, Lookup, Plan, Planner, SourceRequest, Target, Unusable, WayKind, ask};
-use crate::sources::Source;
 use crate::sources::stats::UrlFacets;
+use crate::sources::{Clipped, Source};
 use crate::state::{State, StateError};
 
 /// How a recoverable source comes back, in the report's words.
@@ -148,8 +149,10 @@ impl Verdict {
             Verdict::Recoverable { how, .. } => {
                 serde_json::to_value(how).expect("a how serialises").as_str().unwrap_or("").to_owned()
             }
-            Verdict::ArchivedNotRecoverable { why, .. } | Verdict::CannotTell { why, .. } => why.clone(),
-            Verdict::BinaryCacheOnly { why, .. } => why.clone(),
+            // Clipped: a map key of the report, and a why can quote an entry's megabytes.
+            Verdict::ArchivedNotRecoverable { why, .. }
+            | Verdict::CannotTell { why, .. }
+            | Verdict::BinaryCacheOnly { why, .. } => Clipped(why).to_string(),
             Verdict::NotArchived => String::new(),
         }
     }
@@ -197,6 +200,10 @@ pub enum AuditError {
     #[error(transparent)]
     State(#[from] StateError),
 }
+
+/// Fresh verdicts are written to the state at least this often, and every so many.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+const CHECKPOINT_VERDICTS: usize = 100;
 
 /// What to audit with.
 pub struct Auditor<'a> {
@@ -261,6 +268,7 @@ impl Auditor<'_> {
                 .any(|way| matches!(way.lookup(), Some(Lookup::Known(swhid)) if known.get(&swhid) == Some(&true)))
         });
         let mut fresh = Vec::new();
+        let mut kept_at = Instant::now();
         let lookups = rest.len();
         let in_order = settled
             .into_iter()
@@ -277,6 +285,13 @@ impl Auditor<'_> {
             for index in indexes {
                 verdicts[index] = Some((verdict.clone(), false));
             }
+            // Kept as the audit goes, so that a run killed midway loses at most a few seconds'
+            // requests: the next run finds the rest cached.
+            if fresh.len() >= CHECKPOINT_VERDICTS || kept_at.elapsed() >= CHECKPOINT_INTERVAL {
+                self.state.keep_verdicts(&fresh, now)?;
+                fresh.clear();
+                kept_at = Instant::now();
+            }
         }
         self.state.keep_verdicts(&fresh, now)?;
 
@@ -290,7 +305,8 @@ impl Auditor<'_> {
                 Audited {
                     index,
                     kind: source.kind.name().to_owned(),
-                    hash_mode: source.output_hash_mode.clone().unwrap_or_else(|| "unknown".into()),
+                    // Clipped: a map key of the report, and an entry can hold megabytes.
+                    hash_mode: Clipped(source.output_hash_mode.as_deref().unwrap_or("unknown")).to_string(),
                     file_type: facets
                         .as_ref()
                         .map_or_else(|| source.kind.name().to_owned(), |f| f.file_type.to_owned()),
@@ -425,7 +441,7 @@ fn vcs_host(source: &Source) -> String {
     source
         .primary_url()
         .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_owned))
+        .and_then(|u| u.host_str().map(|host| Clipped(host).to_string()))
         .unwrap_or_default()
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde_json::json;
-use swh_bridge::sources::{diff, stats, validate};
+use swh_bridge::sources::{Clipped, diff, stats, validate};
 
 use super::{read_sources, show_counts};
 
@@ -60,13 +60,13 @@ pub fn run(command: SourcesCommand) -> Result<ExitCode> {
                 writeln!(out)?;
             } else {
                 for source in &changes.added {
-                    writeln!(out, "+ {} {}", source.identity(), source.primary_url().unwrap_or(""))?;
+                    writeln!(out, "+ {} {}", Clipped(&source.identity()), Clipped(source.primary_url().unwrap_or("")))?;
                 }
                 for source in &changes.removed {
-                    writeln!(out, "- {} {}", source.identity(), source.primary_url().unwrap_or(""))?;
+                    writeln!(out, "- {} {}", Clipped(&source.identity()), Clipped(source.primary_url().unwrap_or("")))?;
                 }
                 for change in &changes.changed {
-                    writeln!(out, "~ {} ({})", change.identity, change.fields.join(", "))?;
+                    writeln!(out, "~ {} ({})", Clipped(&change.identity), change.fields.join(", "))?;
                 }
                 eprintln!(
                     "{} added, {} removed, {} changed",

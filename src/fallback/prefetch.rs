@@ -100,9 +100,7 @@ pub async fn prefetch_source(
     source: &MissingSource,
     scratch: &Path,
 ) -> Result<FetchReport, PrefetchError> {
-    let dir = tempfile::Builder::new()
-        .prefix("prefetch-")
-        .tempdir_in(scratch)
+    let dir = crate::atomic::scratch_dir_in(scratch, "prefetch")
         .map_err(|source| PrefetchError::Scratch { dir: scratch.to_owned(), source })?;
     // nix-store --add-fixed names the store path after the file.
     let fetched = dir.path().join(source.name());

@@ -162,7 +162,7 @@ impl Loader<'_> {
             self.state.record_captured(hash, &swhid)?;
             return report(Outcome::AlreadyCaptured);
         }
-        let scratch = tempfile::tempdir().map_err(LoadError::Scratch)?;
+        let scratch = crate::atomic::scratch_dir_in(&std::env::temp_dir(), "load").map_err(LoadError::Scratch)?;
         let started = Instant::now();
         let captured = capturer.capture(&capture, scratch.path(), &mut timings).await;
         // Whatever was not waiting for bytes or hashing was spent on the store and the state.

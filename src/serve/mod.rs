@@ -338,7 +338,7 @@ impl Server {
         let failed = |why: String| Miss::Failed(why);
         std::fs::create_dir_all(&self.scratch)
             .map_err(|e| failed(format!("failed to create the scratch directory: {e}")))?;
-        let dir = tempfile::tempdir_in(&self.scratch)
+        let dir = crate::atomic::scratch_dir_in(&self.scratch, "serve")
             .map_err(|e| failed(format!("failed to make a scratch directory: {e}")))?;
         let path = dir.path().join("file");
         match self.fetcher.fetch(request, &path).await {

@@ -216,7 +216,7 @@ impl std::fmt::Display for EntryProblem {
 
 /// Text from the input as a message shows it: whole up to [`Clipped::KEEP`] characters, else
 /// cut, with its length; a hostile entry can hold megabytes in one string.
-pub(crate) struct Clipped<'a>(pub(crate) &'a str);
+pub struct Clipped<'a>(pub &'a str);
 
 impl Clipped<'_> {
     const KEEP: usize = 200;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{ReadSources, Source, SourceType};
+use super::{Clipped, ReadSources, Source, SourceType};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
@@ -69,7 +69,12 @@ impl UrlFacets {
         }
         let first = source.primary_url()?;
         let (scheme, host, path) = match url::Url::parse(first) {
-            Ok(url) => (url.scheme().to_owned(), url.host_str().unwrap_or("").to_owned(), url.path().to_owned()),
+            // Clipped: they become map keys of reports, and an entry can hold megabytes.
+            Ok(url) => (
+                Clipped(url.scheme()).to_string(),
+                Clipped(url.host_str().unwrap_or("")).to_string(),
+                url.path().to_owned(),
+            ),
             Err(_) => ("invalid".to_owned(), String::new(), first.to_owned()),
         };
         let lower = path.to_ascii_lowercase();
@@ -104,14 +109,14 @@ pub fn kinds_of(sources: &[Source]) -> Stats {
     let mut stats = Stats { sources: sources.len(), ..Stats::default() };
     for source in sources {
         *stats.by_type.entry(source.kind.name().to_owned()).or_default() += 1;
-        let mode = source.output_hash_mode.clone().unwrap_or_else(|| "unknown".into());
+        let mode = Clipped(source.output_hash_mode.as_deref().unwrap_or("unknown")).to_string();
         *stats.by_hash_mode.entry(mode).or_default() += 1;
         let algo = source
             .integrity
             .as_deref()
-            .and_then(|i| i.split_once('-').map(|(a, _)| a.to_owned()))
-            .or_else(|| source.output_hash_algo.clone())
-            .unwrap_or_else(|| "none".into());
+            .and_then(|i| i.split_once('-').map(|(a, _)| a))
+            .or(source.output_hash_algo.as_deref())
+            .map_or_else(|| "none".to_owned(), |algo| Clipped(algo).to_string());
         *stats.by_hash_algo.entry(algo).or_default() += 1;
     }
     stats

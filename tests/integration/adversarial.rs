@@ -227,11 +227,44 @@ fn a_megabyte_of_input_is_cut_in_messages() {
     let stdout = String::from_utf8_lossy(&validated.stdout);
     assert!(stdout.len() < 2000, "{} bytes of messages", stdout.len());
     assert!(stdout.contains("bytes in all)"), "{stdout}");
+
+    // A well-formed entry whose URL's host is a megabyte long: cut wherever it is a line of text
+    // or a key of a report, and whole where it is the entry's own data.
+    let url = format!("https://{}.example.org/pkg-1.0.tar.gz", "a".repeat(1 << 20));
+    let hash = format!("sha256:{}", crate::trees::sha256_hex(b"a megabyte of host"));
+    let source = serde_json::json!({"type": "url", "urls": [url], "integrity": hash, "outputHashMode": "flat"});
+    let (empty, one) = (tmp.path().join("empty.json"), tmp.path().join("one.json"));
+    fs::write(&empty, serde_json::json!({"version": 1, "sources": []}).to_string()).unwrap();
+    fs::write(&one, serde_json::json!({"version": 1, "sources": [source]}).to_string()).unwrap();
+    let diffed = bridge().args(["sources", "diff"]).arg(&empty).arg(&one).output().unwrap();
+    let counted = bridge().args(["sources", "stats"]).arg(&one).output().unwrap();
+    for out in [diffed, counted] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.len() < 2000, "{} bytes", out.stdout.len());
+    }
+    let audited = bridge()
+        .args(["audit", "--no-cache", "--archive", &local_archive().api, "--state"])
+        .arg(tmp.path().join("state.sqlite"))
+        .arg(&one)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&audited.stdout).unwrap();
+    fn longest_key(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.iter().map(|(key, value)| key.len().max(longest_key(value))).max().unwrap_or(0)
+            }
+            serde_json::Value::Array(items) => items.iter().map(longest_key).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    assert!(longest_key(&report) < 1000, "a key of {} bytes", longest_key(&report));
+    assert_eq!(report["sources"][0]["url"].as_str().map(str::len), Some(url.len()));
 }
 
 /// Answers every connection to the returned URL with `answer` (after reading the request's
-/// headers), on loopback, until the test process ends.
-fn raw_server(answer: fn(&mut std::net::TcpStream)) -> String {
+/// headers, which it is given), on loopback, until the test process ends.
+fn raw_server(answer: fn(&[u8], &mut std::net::TcpStream)) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/pkg-1.0.tar.gz", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -243,7 +276,7 @@ fn raw_server(answer: fn(&mut std::net::TcpStream)) -> String {
                 while !request.ends_with(b"\r\n\r\n") && std::io::Read::read(&mut stream, &mut byte).unwrap_or(0) == 1 {
                     request.push(byte[0]);
                 }
-                answer(&mut stream);
+                answer(&request, &mut stream);
             });
         }
     });
@@ -274,7 +307,7 @@ fn fetch_from(url: &str, out: &Path, extra: &[&str], deadline: Duration) -> (std
 fn trickling_and_endless_downloads_are_cut_off() {
     let tmp = temp_dir();
     // A byte a second, of the 100,000 announced: no gap ever reaches the 3 s timeout.
-    let trickling = raw_server(|stream| {
+    let trickling = raw_server(|_, stream| {
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
         while stream.write_all(b"x").is_ok() {
             std::thread::sleep(Duration::from_secs(1));
@@ -288,7 +321,7 @@ fn trickling_and_endless_downloads_are_cut_off() {
     assert!(took < Duration::from_secs(30), "{took:?}: {stderr}");
     assert!(stderr.contains("bytes/s"), "{stderr}");
     // Zeros without end and without a length.
-    let endless = raw_server(|stream| {
+    let endless = raw_server(|_, stream| {
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
         while stream.write_all(&[0; 65536]).is_ok() {}
     });
@@ -307,7 +340,7 @@ fn trickling_and_endless_downloads_are_cut_off() {
 #[test]
 fn an_output_that_cannot_be_written_is_the_error_reported() {
     let tmp = temp_dir();
-    let upstream = raw_server(|stream| {
+    let upstream = raw_server(|_, stream| {
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
     });
     let hash = format!("sha256:{}", crate::trees::sha256_hex(b"hello"));
@@ -469,4 +502,104 @@ fn serve_closes_connections_whose_headers_never_finish() {
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
     let (status, _) = served.get("metrics");
     assert_eq!(status, 200, "serve stopped answering");
+}
+
+#[test]
+fn an_audit_killed_midway_keeps_the_verdicts_it_had() {
+    static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tmp = temp_dir();
+    // An archive that knows nothing, and takes 100 ms to say so about each content and ExtID.
+    let archive = raw_server(|request, stream| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let head = String::from_utf8_lossy(request);
+        if head.contains("/known/") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            std::io::Read::read_exact(stream, &mut body).unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let api = archive.replace("pkg-1.0.tar.gz", "api/1/");
+    let sources: Vec<_> = (0..120u32)
+        .map(|n| {
+            let hash = crate::trees::sha256_hex(&n.to_le_bytes());
+            serde_json::json!({"type": "url", "urls": [format!("https://example.invalid/pkg-{n}.tar.gz")],
+                "integrity": format!("sha256:{hash}"), "outputHashAlgo": "sha256", "outputHashMode": "flat"})
+        })
+        .collect();
+    let sources_json = tmp.path().join("sources.json");
+    fs::write(&sources_json, serde_json::json!({"version": 1, "revision": "t", "sources": sources}).to_string())
+        .unwrap();
+    let state = tmp.path().join("state.sqlite");
+    let audit = || {
+        bridge()
+            .args(["audit", "--no-cache", "--archive", &api, "--state"])
+            .arg(&state)
+            .arg(&sources_json)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut killed = audit();
+    std::thread::sleep(Duration::from_secs(8));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let before = REQUESTS.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(before > 20, "{before} requests before the kill");
+    let finished = audit().wait_with_output().unwrap();
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&finished.stdout).unwrap();
+    let cached = report["sources"].as_array().unwrap().iter().filter(|s| s["cached"] == true).count();
+    // Kept every 5 s: the killed run's first five seconds at least.
+    assert!(cached >= 10, "{cached} verdicts kept of the killed run's {before} requests");
+    assert_eq!(report["sources"].as_array().unwrap().len(), 120);
+}
+
+#[test]
+fn a_killed_run_leaves_debris_that_the_next_run_sweeps() {
+    let tmp = temp_dir();
+    let trickling = raw_server(|_, stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        while stream.write_all(b"x").is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let out_dir = tmp.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let hash = format!("sha256:{}", crate::trees::sha256_hex(b"served by nobody"));
+    let mut killed = bridge()
+        .args(["fetch", &hash, "--url", &trickling, "--no-cache", "--archive", &local_archive().api, "-o"])
+        .arg(out_dir.join("first"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let debris = || -> Vec<String> {
+        fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    };
+    let started = Instant::now();
+    while debris().is_empty() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let left = debris();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&format!(".swh-bridge-tmp-{}-", killed.id())), "{left:?}");
+    // The next run that writes beside its output there sweeps it; its own temporary file goes
+    // with its failure.
+    let wrong = raw_server(|_, stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    });
+    let (output, _) = fetch_from(&wrong, &out_dir.join("second"), &[], Duration::from_secs(60));
+    assert!(!output.status.success());
+    assert_eq!(debris(), Vec::<String>::new());
 }
