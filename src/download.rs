@@ -53,7 +53,7 @@ impl Meter {
     }
 
     /// Counts `len` more bytes.
-    pub(crate) fn count(&mut self, len: usize) -> Result<(), BodyError> {
+    fn count(&mut self, len: usize) -> Result<(), BodyError> {
         self.received += len as u64;
         if self.received > self.limits.max_bytes {
             return Err(BodyError::TooLarge { limit: self.limits.max_bytes });

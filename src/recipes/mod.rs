@@ -297,11 +297,13 @@ pub struct RecipeSummary {
 pub(crate) struct Compare<'a> {
     expected: &'a [u8],
     at: usize,
+    /// Whether a write differed (rather than something else failing).
+    differed: bool,
 }
 
 impl<'a> Compare<'a> {
     pub(crate) fn new(expected: &'a [u8]) -> Compare<'a> {
-        Compare { expected, at: 0 }
+        Compare { expected, at: 0, differed: false }
     }
 
     /// Whether everything expected was written.
@@ -314,6 +316,7 @@ impl Write for Compare<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let end = self.at + buf.len();
         if end > self.expected.len() || self.expected[self.at..end] != *buf {
+            self.differed = true;
             return Err(std::io::Error::other("differs"));
         }
         self.at = end;
@@ -359,10 +362,10 @@ impl Rebuilt for Compare<'_> {
         self.at
     }
 
+    /// A difference is an error that stops the rebuild; the check tells it from other errors by
+    /// the `differed` flag.
     fn put(&mut self, bytes: &[u8]) -> Result<(), RecipeError> {
-        let at = self.at;
-        self.write_all(bytes)
-            .map_err(|_| RecipeError::Unsupported(format!("the rebuilt stream differs from the file's near byte {at}")))
+        self.write_all(bytes).map_err(|_| RecipeError::Unsupported("the rebuilt stream differs".into()))
     }
 }
 
@@ -446,12 +449,15 @@ impl Recipe {
         recipe.check_shape().map_err(|why| RecipeError::Unsupported(why.0))?;
         // Compared as it is written: the rebuilt stream is never held beside the original.
         let mut compare = Compare::new(plain);
-        let rebuilt = recipe.rebuild_plain_into(&tree, &mut compare);
-        if rebuilt.is_err() || !compare.done() {
-            return Err(RecipeError::Unsupported(format!(
-                "the {} layer rebuilds other bytes",
-                recipe.container.name()
-            )));
+        match recipe.rebuild_plain_into(&tree, &mut compare) {
+            Err(err) if !compare.differed => return Err(err),
+            Ok(()) if compare.done() => {}
+            _ => {
+                return Err(RecipeError::Unsupported(format!(
+                    "the {} layer rebuilds other bytes",
+                    recipe.container.name()
+                )));
+            }
         }
         Ok((recipe, tree))
     }

@@ -589,6 +589,8 @@ pub async fn run(
     use tower_layer::Layer;
 
     let router = server.router();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
@@ -607,8 +609,6 @@ pub async fn run(
         // headers.
         let _ = tcp.set_nodelay(true);
         let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
         let connection = http.serve_connection(
             hyper_util::rt::TokioIo::new(tcp),
             hyper_util::service::TowerToHyperService::new(service),
